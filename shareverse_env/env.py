@@ -1,0 +1,448 @@
+"""ShareVerse: several cars driving through one shared town, one 2.8-second chunk per step.
+
+A PettingZoo ``ParallelEnv``. Every ``step(actions)`` takes one pose delta per live agent —
+``(forward m, lateral m, yaw rad)`` in the agent's frame at the chunk's start — plans a smooth
+29-frame trajectory for each (frame 0 is the current pose), and asks the backend for the 28 new
+frames of every agent at once. Each agent observes its four roof cameras tiled 2×2
+(``[[front, rear], [left, right]]``).
+
+==================  ============================================================================
+Agents              ``agent_0 … agent_{N-1}`` (``num_agents``, default 2); car k has a fixed colour
+Action space        ``Box(low=ACTION_LOW, high=ACTION_HIGH, (3,), float32)``: forward ∈ [-5, 28] m,
+                    lateral ∈ [-3, 3] m, yaw ∈ [-π/2, π/2] rad over the chunk
+Observation space   ``Box(0, 255, (2H, 2W, 3), uint8)``: the last frame of the chunk (128×192)
+State               ``(N, 8) float32``: x, y, cos yaw, sin yaw, goal x, goal y, route progress
+                    in [0, 1], alive flag — see :meth:`ShareVerseParallelEnv.state`
+Rewards             progress along the scenario's route, a goal bonus, collision and harsh-action
+                    penalties (:class:`shareverse_env.rewards.RewardConfig`)
+Ends                termination on collision (car, obstacle, off-road) or at the goal;
+                    truncation after ``max_cycles`` steps
+Infos               ``frames (28, 2H, 2W, 3)`` every new frame; ``poses (28, 3)``; ``scenario``;
+                    ``reward_terms``; ``collision``; ``reached_goal``
+==================  ============================================================================
+
+Example:
+    >>> import shareverse_env
+    >>> env = shareverse_env.parallel_env(num_agents=2, max_cycles=3)
+    >>> obs, infos = env.reset(seed=0)
+    >>> obs["agent_0"].shape
+    (128, 192, 3)
+    >>> actions = {a: env.action_space(a).sample() * 0 + [8.0, 0.0, 0.0] for a in env.agents}
+    >>> obs, rewards, terms, truncs, infos = env.step(actions)
+    >>> infos["agent_0"]["frames"].shape, infos["agent_0"]["poses"].shape
+    ((28, 128, 192, 3), (28, 3))
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+from pettingzoo import ParallelEnv
+
+from .backends import Backend, make_backend
+from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses, plan_chunk
+from .rewards import RewardConfig, chunk_reward
+from .scenarios import SCENARIOS, make_scenario
+from .world.collision import first_collisions
+from .world.generator import generate_town
+from .world.topdown import topdown_image
+from .world.town import Town
+from .world.vehicles import agent_colour
+from .world.weather import WEATHERS
+
+ACTION_LOW = np.array([-5.0, -3.0, -np.pi / 2], dtype=np.float32)
+"""Lower bounds of (forward m, lateral m, yaw rad) over one chunk."""
+ACTION_HIGH = np.array([28.0, 3.0, np.pi / 2], dtype=np.float32)
+"""Upper bounds: 28 m per 2.8 s chunk is 10 m/s (36 km/h), a town speed limit."""
+ACTION_FIELDS = ("forward", "lateral", "yaw")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Every setting of the env, with its default. Keywords of :func:`parallel_env` fill it.
+
+    Attributes:
+        backend: ``"world"`` (exact renderer) or a :class:`~shareverse_env.backends.Backend`.
+        num_agents: cars in the shared world (≥ 1).
+        max_cycles: steps before truncation (each step is a 2.8 s chunk).
+        scenario: one of :data:`~shareverse_env.scenarios.SCENARIOS`; ``None`` draws one per reset.
+        weather: a preset name; ``None`` draws one per reset.
+        town_seed: ``None`` draws a town per reset from the reset seed.
+        town_blocks: size of the generated road grid, in blocks.
+        view_hw: ``(H, W)`` of each camera view; multiples of 16.
+        invalid_action: ``"raise"`` (default) rejects out-of-bounds actions; ``"clip"`` clips them.
+            Non-finite or malformed actions always raise.
+        terminate_on_collision: end an agent's episode when it collides. When ``False`` the car
+            stops where it hit and keeps receiving the penalty, which suits some training setups.
+        minimap: add a top-down map of the town to :meth:`render`.
+        reward: the reward weights.
+    """
+
+    backend: str | Backend = "world"
+    num_agents: int = 2
+    max_cycles: int = 20
+    scenario: str | None = None
+    weather: str | None = None
+    town_seed: int | None = None
+    town_blocks: tuple[int, int] = (4, 4)
+    view_hw: tuple[int, int] = (64, 96)
+    invalid_action: str = "raise"
+    terminate_on_collision: bool = True
+    minimap: bool = True
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def validate(self) -> None:
+        if not isinstance(self.num_agents, int | np.integer) or self.num_agents < 1:
+            raise ValueError(f"num_agents must be an integer ≥ 1; got {self.num_agents!r}")
+        if not isinstance(self.max_cycles, int | np.integer) or self.max_cycles < 1:
+            raise ValueError(f"max_cycles must be an integer ≥ 1; got {self.max_cycles!r}")
+        if self.scenario is not None and self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; choose from {SCENARIOS}")
+        if self.weather is not None and self.weather not in WEATHERS:
+            raise ValueError(f"unknown weather {self.weather!r}; choose from {tuple(WEATHERS)}")
+        if self.invalid_action not in ("raise", "clip"):
+            raise ValueError(
+                f"invalid_action must be 'raise' or 'clip'; got {self.invalid_action!r}"
+            )
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_town(seed: int, blocks: tuple[int, int]) -> Town:
+    # Generating a town takes a moment; episodes in the same town reuse it.
+    return generate_town(seed, blocks=blocks)
+
+
+class ShareVerseParallelEnv(ParallelEnv):
+    """The multi-agent driving env; see the module docstring for spaces, rewards and infos.
+
+    Example:
+        >>> env = ShareVerseParallelEnv(num_agents=1, scenario="following", weather="fog")
+        >>> obs, infos = env.reset(seed=3)
+        >>> env.agents, infos["agent_0"]["scenario"]["name"]
+        (['agent_0'], 'following')
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "shareverse_v0",
+        "render_modes": ["rgb_array"],
+        "render_fps": 10,
+        "is_parallelizable": True,
+    }
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(
+                f"render_mode {render_mode!r} is not supported; use 'rgb_array' (frames as arrays) "
+                "and shareverse_env.wrappers.RecordVideo to write MP4 files"
+            )
+        rig = kwargs.pop("rig", None) or CameraRig()
+        self.config = EnvConfig(**kwargs)
+        self.config.validate()
+        self.render_mode = render_mode
+        self.max_cycles = int(self.config.max_cycles)
+        self.rig = rig
+        view_hw = tuple(self.config.view_hw)
+        self.backend: Backend = (
+            make_backend(self.config.backend, view_hw=view_hw, rig=rig)
+            if isinstance(self.config.backend, str)
+            else self.config.backend
+        )
+        self.possible_agents = [f"agent_{k}" for k in range(self.config.num_agents)]
+        self.agents: list[str] = []
+        frame_shape = self.backend.frame_shape
+        self._observation_spaces = {
+            a: gymnasium.spaces.Box(0, 255, frame_shape, np.uint8) for a in self.possible_agents
+        }
+        self._action_spaces = {
+            a: gymnasium.spaces.Box(ACTION_LOW, ACTION_HIGH, (3,), np.float32)
+            for a in self.possible_agents
+        }
+        self.state_space = gymnasium.spaces.Box(
+            -np.inf, np.inf, (self.config.num_agents, 8), np.float32
+        )
+        self._colours = np.array([agent_colour(k) for k in range(self.config.num_agents)])
+        self._reset_state()
+
+    # ------------------------------------------------------------------ PettingZoo API
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self._action_spaces[agent]
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        """Start an episode.
+
+        Args:
+            seed: seeds the draw of town, scenario, weather and shifts (same seed, same episode).
+            options: optional overrides: ``scenario`` (name), ``weather`` (name), ``town_seed``
+                (int), ``start_poses`` (``(N, 3)`` world poses replacing the scenario's starts;
+                routes and goals stay the scenario's).
+        """
+        if seed is not None:
+            self._seed_rng = np.random.default_rng(seed)
+        elif not hasattr(self, "_seed_rng"):
+            self._seed_rng = np.random.default_rng()
+        rng = self._seed_rng
+        options = dict(options or {})
+        cfg = self.config
+        scenario_name = options.get("scenario", cfg.scenario)
+        if scenario_name is not None and scenario_name not in SCENARIOS:
+            raise ValueError(
+                f"options['scenario']: unknown {scenario_name!r}; choose from {SCENARIOS}"
+            )
+        weather = options.get("weather", cfg.weather)
+        if weather is None:
+            weather = sorted(WEATHERS)[int(rng.integers(len(WEATHERS)))]
+        elif weather not in WEATHERS:
+            raise ValueError(
+                f"options['weather']: unknown {weather!r}; choose from {tuple(WEATHERS)}"
+            )
+        town_seed = options.get("town_seed", cfg.town_seed)
+        if town_seed is None:
+            town_seed = int(rng.integers(2**31 - 1))
+        town = _cached_town(int(town_seed), tuple(cfg.town_blocks))
+        scenario = make_scenario(town, scenario_name, cfg.num_agents, rng)
+        starts = np.array([plan.start for plan in scenario.agents], dtype=np.float64)
+        if "start_poses" in options:
+            given = check_finite_poses(options["start_poses"], "options['start_poses']")
+            if given.shape != starts.shape:
+                raise ValueError(
+                    f"options['start_poses'] must have shape {starts.shape} (one (x, y, yaw) per "
+                    f"agent); got {given.shape}"
+                )
+            starts = given.copy()
+        frames = self.backend.reset(town, weather, starts, options)
+
+        self._reset_state()
+        self.town, self.weather, self.scenario = town, weather, scenario
+        self._poses = starts
+        self._alive = np.ones(cfg.num_agents, dtype=bool)
+        self._prev_actions = np.zeros((cfg.num_agents, 3))
+        self._progress = np.array(
+            [
+                plan.route.project(starts[k, :2][None])[0][0]
+                for k, plan in enumerate(scenario.agents)
+            ]
+        )
+        self._start_progress = self._progress.copy()
+        self._last_frames = frames
+        self._chunk_frames = frames[:, None]
+        self._chunk_poses = starts[None].copy()
+        self.agents = self.possible_agents[:]
+        observations = {a: frames[k] for k, a in enumerate(self.agents)}
+        infos = {
+            a: {
+                "frames": frames[k][None],
+                "poses": starts[k][None].copy(),
+                "scenario": scenario.to_info(k),
+                "weather": weather,
+                "town_seed": int(town_seed),
+            }
+            for k, a in enumerate(self.agents)
+        }
+        return observations, infos
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """Advance every live agent by one chunk; see the module docstring for what comes back."""
+        if self._poses is None:
+            raise RuntimeError("step() called before reset(); call env.reset() first")
+        if not self.agents:
+            raise RuntimeError("step() called after every agent is done; call env.reset()")
+        action_array = self._validate_actions(actions)  # raises before any state changes
+        cfg = self.config
+        index = {a: k for k, a in enumerate(self.possible_agents)}
+        live = np.array([index[a] for a in self.agents])
+
+        plans = np.repeat(self._poses[:, None, :], CHUNK_FRAMES, axis=1)
+        plans[live] = plan_chunk(self._poses[live], action_array[live])
+        collisions = first_collisions(self.town, plans, self._alive)
+        for k in live:
+            hit = collisions[k]
+            if hit is not None:  # the car stops where it hit
+                stop = max(hit.frame - 1, 0) if hit.kind != "off_road" else hit.frame
+                plans[k, stop:] = plans[k, stop]
+        frames = self.backend.generate(plans, self._alive)
+        # Done agents keep showing their last frame (their car stands still in the world).
+        for k in np.flatnonzero(~self._alive):
+            frames[k] = self._last_frames[k]
+
+        observations, rewards, terminations, truncations, infos = {}, {}, {}, {}, {}
+        self._cycles += 1
+        for k in live:
+            agent = self.possible_agents[k]
+            plan = self.scenario.agents[k]
+            reward, terms, reached = chunk_reward(
+                cfg.reward,
+                plan.route,
+                plan.goal,
+                plans[k],
+                action_array[k],
+                self._prev_actions[k],
+                collisions[k],
+            )
+            progress = float(plan.route.project(plans[k, -1, :2][None])[0][0])
+            self._progress[k] = progress
+            collided = collisions[k] is not None
+            observations[agent] = frames[k, -1]
+            rewards[agent] = float(reward)
+            terminations[agent] = bool(reached or (collided and cfg.terminate_on_collision))
+            truncations[agent] = bool(self._cycles >= self.max_cycles)
+            infos[agent] = {
+                "frames": frames[k],
+                "poses": plans[k, 1:].copy(),
+                "scenario": self.scenario.to_info(k),
+                "reward_terms": terms,
+                "collision": None if not collided else collisions[k].kind,
+                "reached_goal": bool(reached),
+            }
+
+        self._poses = plans[:, -1].copy()
+        self._prev_actions[live] = action_array[live]
+        self._last_frames = frames[:, -1]
+        self._chunk_frames = frames
+        self._chunk_poses = plans[:, 1:].transpose(1, 0, 2).copy()
+        for agent in list(self.agents):
+            if terminations[agent] or truncations[agent]:
+                self._alive[index[agent]] = False
+        self.agents = [a for a in self.agents if not (terminations[a] or truncations[a])]
+        return observations, rewards, terminations, truncations, infos
+
+    def render(self) -> np.ndarray | None:
+        """All agents' tiled views side by side (plus the minimap) at the latest frame."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(
+                "render() called without render_mode; pass render_mode='rgb_array'"
+            )
+            return None
+        if self._poses is None:
+            raise RuntimeError("render() called before reset()")
+        return self._composite(self._last_frames[None], self._poses[None])[0]
+
+    def render_chunk(self) -> np.ndarray:
+        """``(F, H, W_total, 3)``: the :meth:`render` layout for every frame of the last chunk.
+
+        After ``reset`` that is the single initial frame; after each ``step`` the 28 new frames.
+        :class:`shareverse_env.wrappers.RecordVideo` writes these.
+        """
+        if self._poses is None:
+            raise RuntimeError("render_chunk() called before reset()")
+        return self._composite(self._chunk_frames.transpose(1, 0, 2, 3, 4), self._chunk_poses)
+
+    def state(self) -> np.ndarray:
+        """Global state ``(N, 8) float32``, one row per possible agent.
+
+        Columns: ``x, y`` (m), ``cos yaw, sin yaw``, goal ``x, y`` (m), route progress in
+        ``[0, 1]`` (arc length covered over the route's length from the start), ``alive``
+        (1 while the agent acts, 0 once it is done).
+        """
+        if self._poses is None:
+            raise RuntimeError("state() called before reset()")
+        out = np.zeros((self.config.num_agents, 8), dtype=np.float32)
+        for k, plan in enumerate(self.scenario.agents):
+            span = max(plan.goal_s - self._start_progress[k], 1e-6)
+            out[k] = (
+                self._poses[k, 0],
+                self._poses[k, 1],
+                np.cos(self._poses[k, 2]),
+                np.sin(self._poses[k, 2]),
+                plan.goal[0],
+                plan.goal[1],
+                np.clip((self._progress[k] - self._start_progress[k]) / span, 0.0, 1.0),
+                float(self._alive[k]),
+            )
+        return out
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _reset_state(self) -> None:
+        self._poses: np.ndarray | None = None
+        self._cycles = 0
+
+    def _composite(self, frames: np.ndarray, poses: np.ndarray) -> np.ndarray:
+        """``frames (F, N, h, w, 3)`` → ``(F, h, N·w [+ h], 3)`` side by side, minimap on the right."""
+        tiles = np.concatenate(list(frames.transpose(1, 0, 2, 3, 4)), axis=2)
+        if not self.config.minimap:
+            return tiles
+        height = tiles.shape[1]
+        maps = np.stack(
+            [
+                topdown_image(
+                    self.town,
+                    size=height,
+                    poses=p,
+                    colours=self._colours,
+                    routes=[plan.route.points for plan in self.scenario.agents],
+                )
+                for p in poses
+            ]
+        )
+        return np.concatenate([tiles, maps], axis=2)
+
+    def _validate_actions(self, actions: dict[str, Any]) -> np.ndarray:
+        """``(N, 3)`` actions for every possible agent (zeros for the done ones), or raise."""
+        if not isinstance(actions, dict):
+            raise TypeError(
+                f"actions must be a dict mapping each live agent to a (3,) array; got {type(actions).__name__}"
+            )
+        live = set(self.agents)
+        unknown = [a for a in actions if a not in self.possible_agents]
+        if unknown:
+            raise KeyError(
+                f"actions for unknown agents {unknown}; agents are {self.possible_agents}"
+            )
+        done = [a for a in actions if a not in live]
+        if done:
+            raise KeyError(
+                f"actions for agents that are already done: {done}; live agents are {self.agents}"
+            )
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise KeyError(f"actions missing for live agents {missing}; every live agent needs one")
+        out = np.zeros((self.config.num_agents, 3))
+        for k, agent in enumerate(self.possible_agents):
+            if agent not in actions:
+                continue
+            value = actions[agent]
+            arr = np.asarray(value)
+            if arr.dtype == object or not (
+                np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            ):
+                raise TypeError(
+                    f"action of {agent}: expected a real-valued array of (forward, lateral, yaw); "
+                    f"got dtype {arr.dtype}"
+                )
+            if arr.shape != (3,):
+                raise ValueError(
+                    f"action of {agent}: expected shape (3,) = (forward m, lateral m, yaw rad); "
+                    f"got shape {arr.shape}"
+                )
+            arr = arr.astype(np.float64)
+            bad = [ACTION_FIELDS[i] for i in np.flatnonzero(~np.isfinite(arr))]
+            if bad:
+                raise ValueError(
+                    f"action of {agent}: non-finite {', '.join(bad)} in {arr.tolist()}"
+                )
+            low, high = ACTION_LOW.astype(np.float64), ACTION_HIGH.astype(np.float64)
+            outside = [
+                f"{ACTION_FIELDS[i]}={arr[i]:.4g} not in [{low[i]:.4g}, {high[i]:.4g}]"
+                for i in range(3)
+                if not (low[i] - 1e-6 <= arr[i] <= high[i] + 1e-6)
+            ]
+            if outside and self.config.invalid_action == "raise":
+                raise ValueError(
+                    f"action of {agent} out of bounds: {'; '.join(outside)} "
+                    "(pass invalid_action='clip' to clip instead)"
+                )
+            out[k] = np.clip(arr, low, high)
+        return out

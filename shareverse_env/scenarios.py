@@ -1,0 +1,629 @@
+"""Six two-agent interaction modes (paper Sec. 3.5, Fig. 2): where the cars start and where they go.
+
+Each scenario places every agent on the right-hand lane of the town's roads with a lane-following
+:class:`~shareverse_env.routes.Route` and a goal at the route's end, such that the first two
+agents meet or see each other within the first chunk or two (about 20–40 m at town speed):
+
+====================  =====================================================================
+``head_on``           one straight road, opposite lanes: the cars drive towards each other
+                      and pass (starts 44–76 m apart, meeting half-way).
+``following``         one lane, same direction: the leader starts 15–30 m ahead.
+``crossing``          an X-junction: the cars come from perpendicular roads and both go
+                      straight on (each starts 20–36 m before the junction centre).
+``t_junction``        a T-junction: one car drives along the through road, the other comes up
+                      the stem and turns (left or right) into the through road.
+``left_turn_across``  an X-junction: the cars approach from opposite sides; one goes straight,
+                      the other turns left across its path.
+``diverge``           one lane, same direction, towards a junction (an X, or a T reached by
+                      its stem): one car turns left, the other right; which one leads is drawn.
+====================  =====================================================================
+
+Every basic layout is randomised as in the paper: the place in the town (a random site among all
+that fit), the start points (shifted by up to ±8 m along the routes) and the end points (the goal
+is 140–220 m of driving after the start, where the roads allow, then moved back by up to 10 m;
+at least 60 m). Routes continue beyond the interaction: straight on where possible, turning at
+the town's edge.
+
+More or fewer agents (``num_agents``):
+
+* ``N = 1``: the scenario's first role alone, placed as it would be with its partner.
+* ``N > 2``: agent ``k`` takes role ``k mod 2`` and follows that role's route: it starts 12–18 m
+  behind the last car placed on that lane (further back if another car is in the way, or ahead
+  of the column when there is no room behind) and drives the same distance.
+
+Every start lies on its lane, on the road surface and clear of obstacles, at least
+:data:`MIN_START_GAP` metres from every other start; every route is checked to be drivable from
+start to goal (on the road, clear of parked cars and other static boxes).
+
+Example:
+    >>> import numpy as np
+    >>> from shareverse_env.world.scene import BoxSet, GroundMap, Surface
+    >>> from shareverse_env.world.town import RoadNetwork, Town
+    >>> xs = np.arange(5) * 70.0                       # a 5×5 grid of roads 70 m apart
+    >>> nodes = np.array([(x, y) for y in xs for x in xs])
+    >>> edges = [(r * 5 + c, r * 5 + c + 1) for r in range(5) for c in range(4)]
+    >>> edges += [(r * 5 + c, (r + 1) * 5 + c) for r in range(4) for c in range(5)]
+    >>> ground = GroundMap((-20.0, -20.0), 1.0, np.zeros((320, 320, 3), np.uint8),
+    ...                    np.full((320, 320), Surface.ROAD, np.uint8))
+    >>> town = Town(0, (0, 0, 280, 280), RoadNetwork(nodes, np.array(edges)), ground, BoxSet.empty())
+    >>> scenario = make_scenario(town, "crossing", 2, np.random.default_rng(0))
+    >>> [plan.role for plan in scenario.agents]
+    ['straight', 'crossing']
+    >>> bool(np.linalg.norm(scenario.agents[0].start[:2] - scenario.agents[1].start[:2]) >= 8.0)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .routes import (
+    Route,
+    edge_direction,
+    extend_back,
+    extend_forward,
+    lane_route_stations,
+    turn_at,
+    turn_kind,
+)
+from .world.collision import CAR_HALF_EXTENT, first_collisions, rectangles_overlap
+from .world.town import RoadNetwork, Town
+
+SCENARIOS: tuple[str, ...] = (
+    "head_on",
+    "following",
+    "crossing",
+    "t_junction",
+    "left_turn_across",
+    "diverge",
+)
+"""The six two-agent interaction modes."""
+
+ROLES: dict[str, tuple[str, str]] = {
+    "head_on": ("forward", "oncoming"),
+    "following": ("leader", "follower"),
+    "crossing": ("straight", "crossing"),
+    "t_junction": ("through", "turning_in"),
+    "left_turn_across": ("straight", "left_turn"),
+    "diverge": ("left_turn", "right_turn"),
+}
+"""Role of agent 0 and agent 1 in each scenario (extra agents repeat them)."""
+
+MIN_START_GAP = 8.0
+"""Least distance between any two agents' start positions, metres."""
+
+START_SHIFT = 8.0
+"""Starts move by up to ± this many metres along their routes."""
+
+END_SHIFT = 10.0
+"""Goals move back by up to this many metres along their routes."""
+
+TRAVEL_RANGE = (140.0, 220.0)
+"""Driving distance from start to goal drawn for each role before the end shift (metres)."""
+
+MIN_TRAVEL = 60.0
+"""Shortest route from start to goal that a scenario accepts (metres)."""
+
+PASS_DISTANCE = 25.0
+"""Every route continues at least this far beyond the interaction point (metres)."""
+
+EXTRA_SPACING = (12.0, 18.0)
+"""Distance between an extra agent and the car ahead of it on the same lane (metres)."""
+
+APPROACH = 28.0
+"""Distance from a start to the junction centre in the junction scenarios (before the shift)."""
+
+HEAD_ON_APPROACH = 30.0
+"""Distance from each start to the meeting point in ``head_on`` (before the shift)."""
+
+FOLLOW_GAP = (15.0, 30.0)
+"""Distance between leader and follower in ``following``."""
+
+DIVERGE_APPROACH = 22.0
+"""Distance from the leading car to the junction centre in ``diverge`` (before the shift)."""
+
+DIVERGE_GAP = (15.0, 25.0)
+"""Distance between the two cars in ``diverge``."""
+
+_LOOK_AHEAD = 300.0  # metres of road appended after the interaction before slicing
+_ROUTE_CHECK_STEP = 1.0  # spacing of the poses that check a route is drivable
+_PARKED_INFLATE = 0.5  # metres added around cars when checking routes against parked goals
+_PARKED_CLEARANCE = 6.0  # a route ends this far before a car parked at another's goal
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    """One agent's part in a scenario.
+
+    Attributes:
+        start: ``(3,)`` start pose ``(x, y, yaw)`` on the lane; the route's first pose.
+        route: the lane-following reference path from the start to the goal.
+        goal: ``(2,)`` xy of the goal, the route's last point.
+        goal_s: arc length of the goal along ``route`` (its length).
+        role: the agent's role in the scenario (see :data:`ROLES`).
+        follows: for agents beyond the first two, the index of the agent whose role and route
+            this one shares; ``None`` for agents 0 and 1.
+
+    Example:
+        >>> import numpy as np
+        >>> route = Route.from_points(np.array([[0.0, -1.75], [80.0, -1.75]]))
+        >>> plan = AgentPlan(start=route.pose_at(0.0), route=route, goal=route.points[-1],
+        ...                  goal_s=route.length, role="leader")
+        >>> plan.goal.tolist(), plan.goal_s
+        ([80.0, -1.75], 80.0)
+    """
+
+    start: np.ndarray
+    route: Route
+    goal: np.ndarray
+    goal_s: float
+    role: str = ""
+    follows: int | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named interaction: one :class:`AgentPlan` per agent.
+
+    Attributes:
+        name: one of :data:`SCENARIOS`.
+        agents: the plans, agent ``k`` first to last.
+        seed: the seed the scenario was drawn with;
+            ``make_scenario(town, name, len(agents), seed)`` draws it again.
+
+    Example:
+        >>> import numpy as np
+        >>> route = Route.from_points(np.array([[0.0, -1.75], [80.0, -1.75]]))
+        >>> plan = AgentPlan(route.pose_at(0.0), route, route.points[-1], route.length, "leader")
+        >>> info = Scenario("following", (plan,), seed=7).to_info(0)
+        >>> info["name"], info["role"], info["route_length"], info["route"][:2]
+        ('following', 'leader', 80.0, [[0.0, -1.75], [5.0, -1.75]])
+    """
+
+    name: str
+    agents: tuple[AgentPlan, ...]
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.agents)
+
+    def to_info(self, index: int, spacing: float = 5.0) -> dict[str, Any]:
+        """A JSON-friendly description of agent ``index``'s part (route points every ``spacing`` m)."""
+        plan = self.agents[index]
+        return {
+            "name": self.name,
+            "index": int(index),
+            "role": plan.role,
+            "follows": plan.follows,
+            "seed": int(self.seed),
+            "start": [round(float(v), 4) for v in plan.start],
+            "goal": [round(float(v), 4) for v in plan.goal],
+            "goal_s": round(float(plan.goal_s), 4),
+            "route": np.round(plan.route.downsample(spacing), 3).tolist(),
+            "route_length": round(float(plan.route.length), 4),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Drafting the two roles at one site
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Draft:
+    role: str
+    route: Route  # the full route the agent's route is cut from
+    start_s: float
+    goal_s: float
+    past_s: float  # the interaction point: goals stay PASS_DISTANCE beyond it
+
+
+@dataclass
+class _Placed:
+    draft: _Draft
+    start_s: float
+    goal_s: float
+    follows: int | None
+
+
+class _NoFit(Exception):
+    """This site cannot host the scenario with these draws."""
+
+
+def _role_route(
+    roads: RoadNetwork, core: list[int], anchor: int, back: float, rng: np.random.Generator
+) -> tuple[Route, float, float]:
+    """Route along ``core`` extended ``back`` metres behind and far ahead.
+
+    Returns the route, the anchor's *approach station* (where the car would be beside the node
+    centre had it kept straight on in its approach lane: distances to a junction measured from
+    it are the same for every turn) and the anchor's station on the route itself.
+    """
+    path = extend_back(roads, core, back)
+    path = extend_forward(roads, path, _LOOK_AHEAD, rng)
+    try:
+        route, stations = lane_route_stations(roads, path)
+    except ValueError as err:
+        raise _NoFit(str(err)) from err
+    i = path.index(anchor)
+    station = float(stations[i])
+    if 0 < i < len(path) - 1 and turn_kind(roads, path[i - 1], anchor, path[i + 1]) != "straight":
+        d_in = edge_direction(roads, path[i - 1], anchor)
+        margin = roads.road_half_width
+        entry = roads.nodes[anchor] + roads.lane_offset(d_in) - margin * d_in
+        s_entry = float(route.project(entry)[0])
+        return route, s_entry + margin, station
+    return route, station, station
+
+
+def _goal(
+    route: Route, start_s: float, past_s: float, rng: np.random.Generator, margin: float
+) -> float:
+    travel = rng.uniform(*TRAVEL_RANGE)
+    goal = min(start_s + travel, route.length - margin) - rng.uniform(0.0, END_SHIFT)
+    if start_s < 0.0 or goal - start_s < MIN_TRAVEL or goal < past_s + PASS_DISTANCE:
+        raise _NoFit("route too short")
+    return goal
+
+
+def _shift(rng: np.random.Generator) -> float:
+    return float(rng.uniform(-START_SHIFT, START_SHIFT))
+
+
+def _back_room(num_agents: int) -> float:
+    # Room behind the first start for the extra agents of one role.
+    extra = max(0, (num_agents - 1) // 2)
+    return 50.0 + extra * (EXTRA_SPACING[1] + 4.0)
+
+
+def _draft_head_on(roads, site, rng, n) -> list[_Draft]:
+    a, b = site
+    length = float(np.linalg.norm(roads.nodes[b] - roads.nodes[a]))
+    t = rng.uniform(0.3, 0.7) * length  # the meeting point, t metres from a towards b
+    back = HEAD_ON_APPROACH + START_SHIFT + _back_room(n)
+    route_a, sa, _ = _role_route(roads, [a, b], a, back, rng)
+    route_b, sb, _ = _role_route(roads, [b, a], b, back, rng)
+    meet_a, meet_b = sa + t, sb + (length - t)
+    margin = roads.road_half_width
+    start_a = meet_a - HEAD_ON_APPROACH + _shift(rng)
+    start_b = meet_b - HEAD_ON_APPROACH + _shift(rng)
+    roles = ROLES["head_on"]
+    return [
+        _Draft(roles[0], route_a, start_a, _goal(route_a, start_a, meet_a, rng, margin), meet_a),
+        _Draft(roles[1], route_b, start_b, _goal(route_b, start_b, meet_b, rng, margin), meet_b),
+    ]
+
+
+def _draft_following(roads, site, rng, n) -> list[_Draft]:
+    a, b = site
+    length = float(np.linalg.norm(roads.nodes[b] - roads.nodes[a]))
+    gap = rng.uniform(*FOLLOW_GAP)
+    route, sa, _ = _role_route(roads, [a, b], a, FOLLOW_GAP[1] + _back_room(n), rng)
+    lead = sa + rng.uniform(0.2, 0.8) * length + _shift(rng)
+    follow = lead - gap
+    margin = roads.road_half_width
+    roles = ROLES["following"]
+    lead_goal = _goal(route, lead, lead, rng, margin)
+    follow_goal = _goal(route, follow, lead, rng, margin)
+    return [
+        _Draft(roles[0], route, lead, lead_goal, lead),
+        _Draft(roles[1], route, follow, follow_goal, lead),
+    ]
+
+
+def _draft_two_approaches(
+    roads, junction, cores: tuple[list[int], list[int]], roles, rng, n
+) -> list[_Draft]:
+    margin = roads.road_half_width
+    back = APPROACH + START_SHIFT + _back_room(n)
+    drafts = []
+    for core, role in zip(cores, roles, strict=True):
+        route, sj, past = _role_route(roads, core, junction, back, rng)
+        start = sj - APPROACH + _shift(rng)
+        drafts.append(_Draft(role, route, start, _goal(route, start, past, rng, margin), past))
+    return drafts
+
+
+def _draft_crossing(roads, site, rng, n) -> list[_Draft]:
+    j, na, nb = site
+    cores = ([na, j, turn_at(roads, na, j, "straight")], [nb, j, turn_at(roads, nb, j, "straight")])
+    return _draft_two_approaches(roads, j, cores, ROLES["crossing"], rng, n)
+
+
+def _draft_t_junction(roads, site, rng, n) -> list[_Draft]:
+    j, p, q, stem, turn = site
+    cores = ([p, j, q], [stem, j, turn_at(roads, stem, j, turn)])
+    return _draft_two_approaches(roads, j, cores, ROLES["t_junction"], rng, n)
+
+
+def _draft_left_turn_across(roads, site, rng, n) -> list[_Draft]:
+    j, na = site
+    nb = turn_at(roads, na, j, "straight")
+    cores = ([na, j, nb], [nb, j, turn_at(roads, nb, j, "left")])
+    return _draft_two_approaches(roads, j, cores, ROLES["left_turn_across"], rng, n)
+
+
+def _draft_diverge(roads, site, rng, n) -> list[_Draft]:
+    j, na = site
+    margin = roads.road_half_width
+    back = DIVERGE_APPROACH + START_SHIFT + DIVERGE_GAP[1] + _back_room(n)
+    lead_dist = DIVERGE_APPROACH + _shift(rng)
+    follow_dist = lead_dist + rng.uniform(*DIVERGE_GAP)
+    left_leads = bool(rng.random() < 0.5)
+    drafts = []
+    for turn, role in zip(("left", "right"), ROLES["diverge"], strict=True):
+        route, sj, past = _role_route(roads, [na, j, turn_at(roads, na, j, turn)], j, back, rng)
+        leads = (turn == "left") == left_leads
+        start = sj - (lead_dist if leads else follow_dist)
+        drafts.append(_Draft(role, route, start, _goal(route, start, past, rng, margin), past))
+    return drafts
+
+
+# --------------------------------------------------------------------------------------------
+# Sites: every place in the town where a scenario's basic layout fits
+# --------------------------------------------------------------------------------------------
+
+
+def _perpendicular(roads: RoadNetwork, j: int, a: int, b: int) -> bool:
+    return abs(float(edge_direction(roads, a, j) @ edge_direction(roads, b, j))) < 0.01
+
+
+def _sites(roads: RoadNetwork, name: str) -> tuple[list[tuple], str]:
+    """Candidate sites in a fixed order, and what the scenario needs (for error messages)."""
+    kinds = [roads.junction_kind(j) for j in range(len(roads.nodes))]
+    xs = [j for j, k in enumerate(kinds) if k == "X"]
+    if name in ("head_on", "following"):
+        sites = [(int(a), int(b)) for a, b in roads.edges] + [
+            (int(b), int(a)) for a, b in roads.edges
+        ]
+        return sites, "a road"
+    if name == "crossing":
+        sites = [
+            (j, na, nb)
+            for j in xs
+            for na in roads.neighbours(j)
+            for nb in roads.neighbours(j)
+            if _perpendicular(roads, j, na, nb)
+        ]
+        return sites, "an X-junction (a node joining 4 roads)"
+    if name == "left_turn_across":
+        return [
+            (j, na) for j in xs for na in roads.neighbours(j)
+        ], "an X-junction (a node joining 4 roads)"
+    if name == "t_junction":
+        sites = []
+        for j, kind in enumerate(kinds):
+            if kind != "T":
+                continue
+            for stem in roads.neighbours(j):
+                through = [n for n in roads.neighbours(j) if n != stem]
+                if turn_at(roads, through[0], j, "straight") != through[1]:
+                    continue  # stem is one of the collinear pair; try the next neighbour
+                for p, q in (through, through[::-1]):
+                    for turn in ("left", "right"):
+                        if turn_at(roads, stem, j, turn) is not None:
+                            sites.append((j, p, q, stem, turn))
+        return sites, "a T-junction (a node joining 3 roads, two of them in line)"
+    if name == "diverge":
+        sites = [
+            (j, na)
+            for j, kind in enumerate(kinds)
+            if kind in ("X", "T")
+            for na in roads.neighbours(j)
+            if turn_at(roads, na, j, "left") is not None
+            and turn_at(roads, na, j, "right") is not None
+        ]
+        return (
+            sites,
+            "a junction with both a left and a right exit (an X, or a T entered by its stem)",
+        )
+    raise ValueError(f"unknown scenario {name!r}; choose from {SCENARIOS}")
+
+
+_DRAFTERS: dict[str, Callable[..., list[_Draft]]] = {
+    "head_on": _draft_head_on,
+    "following": _draft_following,
+    "crossing": _draft_crossing,
+    "t_junction": _draft_t_junction,
+    "left_turn_across": _draft_left_turn_across,
+    "diverge": _draft_diverge,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Placing N agents and checking them
+# --------------------------------------------------------------------------------------------
+
+
+def _place_extras(
+    drafts: list[_Draft], num_agents: int, rng: np.random.Generator, margin: float
+) -> list[_Placed]:
+    """Every agent's draft (its role and full route), start, goal and the agent it follows."""
+    placed = [_Placed(d, d.start_s, d.goal_s, None) for d in drafts[:num_agents]]
+    xy = [d.route.pose_at(d.start_s)[:2] for d in drafts[:num_agents]]
+    gap = max(MIN_START_GAP, EXTRA_SPACING[0] - 2.0)
+
+    def clear(route: Route, s: float) -> bool:
+        p = route.pose_at(s)[:2]
+        return all(np.linalg.norm(p - q) >= gap for q in xy)
+
+    for k in range(len(drafts), num_agents):
+        r = k % len(drafts)
+        base = drafts[r]
+        travel = base.goal_s - base.start_s
+        on_lane = [p.start_s for p in placed if p.draft is base]
+        spacing = rng.uniform(*EXTRA_SPACING)
+        s_new = None
+        s = min(on_lane) - spacing
+        while s >= 0.0:  # behind the column, further back while another car is in the way
+            if clear(base.route, s):
+                s_new = s
+                break
+            s -= 2.0
+        if s_new is None:  # no room behind: ahead of the column
+            s = max(on_lane) + spacing
+            while s + MIN_TRAVEL <= base.route.length - margin:
+                if clear(base.route, s):
+                    s_new = s
+                    break
+                s += 2.0
+        if s_new is None:
+            raise _NoFit("no room for the extra agents")
+        goal = min(s_new + travel, base.route.length - margin)
+        if goal - s_new < MIN_TRAVEL:
+            raise _NoFit("no room for the extra agents")
+        placed.append(_Placed(base, s_new, goal, r))
+        xy.append(base.route.pose_at(s_new)[:2])
+    return placed
+
+
+def _stop_before_parked_goals(placed: list[_Placed]) -> None:
+    """Shorten routes that would run into a car parked at another agent's goal.
+
+    An agent that reaches its goal is done, but its car stays where it stopped. A route that
+    reaches that spot later than its owner would at the same speed (the follower behind the
+    leader, a car merging into the lane behind another) ends :data:`_PARKED_CLEARANCE` metres
+    before it instead. A car that passes the spot well before the owner gets there (the leader
+    of a column passing the follower's goal) keeps its route.
+    """
+    half = CAR_HALF_EXTENT + _PARKED_INFLATE
+    for _ in range(4 * len(placed) + 1):  # goals only move back, so this settles quickly
+        changed = False
+        for j, pj in enumerate(placed):
+            s = np.arange(pj.start_s, pj.goal_s, _ROUTE_CHECK_STEP)
+            poses = pj.draft.route.pose_at(s)
+            for i, pi in enumerate(placed):
+                if i == j:
+                    continue
+                parked = pi.draft.route.pose_at(pi.goal_s)
+                hit = rectangles_overlap(
+                    poses[:, :2], half, poses[:, 2], parked[:2], half, parked[2]
+                )
+                if not hit.any():
+                    continue
+                s_hit = float(s[np.argmax(hit)])
+                if s_hit - pj.start_s < (pi.goal_s - pi.start_s) - _PARKED_CLEARANCE:
+                    continue  # j passes long before i parks there
+                goal = s_hit - _PARKED_CLEARANCE
+                if goal - pj.start_s < MIN_TRAVEL or goal < pj.draft.past_s + PASS_DISTANCE:
+                    raise _NoFit("a route runs into another agent's goal")
+                pj.goal_s = goal
+                s, poses = s[s <= goal], poses[s <= goal]
+                changed = True
+        if not changed:
+            return
+    raise _NoFit("a route runs into another agent's goal")
+
+
+def _check(town: Town, plans: list[AgentPlan]) -> str | None:
+    """Why these plans are not acceptable, or ``None``."""
+    starts = np.array([p.start for p in plans])
+    gaps = np.linalg.norm(starts[:, None, :2] - starts[None, :, :2], axis=-1)
+    gaps[np.diag_indices(len(plans))] = np.inf
+    if gaps.min() < MIN_START_GAP:
+        return "starts too close"
+    if any(hit is not None for hit in first_collisions(town, starts[:, None, :])):
+        return "a start is off the road or blocked"
+    for plan in plans:
+        s = np.arange(0.0, plan.route.length, _ROUTE_CHECK_STEP)
+        poses = plan.route.pose_at(np.append(s, plan.route.length))
+        if first_collisions(town, poses[None], check_cars=False)[0] is not None:
+            return "a route leaves the road or runs into an obstacle"
+    return None
+
+
+def _attempt(
+    town: Town, name: str, site: tuple, num_agents: int, rng: np.random.Generator
+) -> list[AgentPlan]:
+    drafts = _DRAFTERS[name](town.roads, site, rng, num_agents)
+    placed = _place_extras(drafts, num_agents, rng, town.roads.road_half_width)
+    _stop_before_parked_goals(placed)
+    plans = []
+    for p in placed:
+        route = p.draft.route.slice(p.start_s, p.goal_s)
+        plans.append(
+            AgentPlan(
+                start=route.pose_at(0.0),
+                route=route,
+                goal=route.points[-1].copy(),
+                goal_s=route.length,
+                role=p.draft.role,
+                follows=p.follows,
+            )
+        )
+    reason = _check(town, plans)
+    if reason is not None:
+        raise _NoFit(reason)
+    return plans
+
+
+def _make(
+    town: Town, name: str, num_agents: int, rng: np.random.Generator
+) -> tuple[AgentPlan, ...]:
+    sites, needs = _sites(town.roads, name)
+    if not sites:
+        raise ValueError(
+            f"town {town.seed} cannot host scenario {name!r}: it needs {needs}, and has none"
+        )
+    reasons: dict[str, int] = {}
+    for index in rng.permutation(len(sites)):
+        for _ in range(2):  # two draws of the shifts per site
+            try:
+                return tuple(_attempt(town, name, sites[index], num_agents, rng))
+            except _NoFit as err:
+                reasons[str(err)] = reasons.get(str(err), 0) + 1
+    summary = "; ".join(f"{why} ({count}×)" for why, count in sorted(reasons.items()))
+    raise ValueError(
+        f"town {town.seed} cannot host scenario {name!r} with {num_agents} agent(s): none of its "
+        f"{len(sites)} candidate sites ({needs}) fits — {summary}. Each role needs about "
+        f"{APPROACH:.0f} m of straight road before the interaction and {MIN_TRAVEL:.0f} m of "
+        "drivable route after its start."
+    )
+
+
+def make_scenario(
+    town: Town,
+    name: str | None = None,
+    num_agents: int = 2,
+    rng: np.random.Generator | int | None = None,
+) -> Scenario:
+    """Draw a scenario in ``town``.
+
+    Args:
+        town: the town.
+        name: one of :data:`SCENARIOS`; ``None`` draws one (and falls back to the others, in a
+            random order, when the town cannot host it).
+        num_agents: number of agents (≥ 1); see the module docstring for how agents beyond the
+            first two are placed.
+        rng: a generator (one integer is drawn from it), an integer seed, or ``None`` (fresh
+            entropy). The result is deterministic given the generator's state or the seed.
+
+    Raises:
+        ValueError: for an unknown name or ``num_agents < 1``, or when the town cannot host the
+            scenario anywhere; the message says what is missing.
+    """
+    if name is not None and name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; choose from {SCENARIOS}")
+    if not isinstance(num_agents, int | np.integer) or num_agents < 1:
+        raise ValueError(f"num_agents must be an integer ≥ 1; got {num_agents!r}")
+    if isinstance(rng, np.random.Generator):
+        seed = int(rng.integers(2**31 - 1))
+    elif rng is None:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+    else:
+        seed = int(rng)
+    gen = np.random.default_rng(seed)
+    if name is not None:
+        return Scenario(name, _make(town, name, int(num_agents), gen), seed)
+    order = [SCENARIOS[i] for i in gen.permutation(len(SCENARIOS))]
+    errors = []
+    for candidate in order:
+        try:
+            return Scenario(candidate, _make(town, candidate, int(num_agents), gen), seed)
+        except ValueError as err:
+            errors.append(str(err))
+    raise ValueError("the town cannot host any scenario:\n" + "\n".join(errors))

@@ -1,0 +1,303 @@
+"""The ParallelEnv on the ground-truth backend: PettingZoo conformance, determinism, bad input."""
+
+import copy
+import sys
+
+import numpy as np
+import pettingzoo
+import pytest
+from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, render_test
+from pettingzoo.utils.conversions import parallel_to_aec
+
+import shareverse_env
+from shareverse_env.geometry import NEW_FRAMES_PER_CHUNK
+
+DRIVE = np.array([8.0, 0.0, 0.0], dtype=np.float32)
+
+
+def make(**kwargs):
+    kwargs.setdefault("max_cycles", 3)
+    return shareverse_env.parallel_env(**kwargs)
+
+
+def drive_actions(env, action=DRIVE):
+    return {a: action.copy() for a in env.agents}
+
+
+def test_parallel_api():
+    env = make(terminate_on_collision=True)
+    parallel_api_test(env, num_cycles=4)
+
+
+def test_aec_api_checks_observations_in_space():
+    # parallel_api_test never checks observation_space membership; the AEC api_test does.
+    api_test(parallel_to_aec(make()), num_cycles=6)
+
+
+def test_render():
+    def env_fn(render_mode=None):
+        # render_test opens the env with render_mode="human" only to read its metadata; this
+        # env has no window, so "human" is refused by design and mapped to None here.
+        return shareverse_env.env(
+            render_mode=None if render_mode == "human" else render_mode, max_cycles=3
+        )
+
+    render_test(env_fn)
+
+
+def test_max_cycles():
+    # With termination on collision, random actions end episodes before max_cycles; this module
+    # shim keeps the cars going so the test measures truncation, not crashes.
+    class Module:
+        @staticmethod
+        def parallel_env(**kw):
+            return shareverse_env.parallel_env(terminate_on_collision=False, **kw)
+
+        @staticmethod
+        def env(**kw):
+            return shareverse_env.env(terminate_on_collision=False, **kw)
+
+    max_cycles_test(Module)
+
+
+def test_registry():
+    par = pettingzoo.make("parallel", shareverse_env.ENV_ID, num_agents=1)
+    assert isinstance(par, shareverse_env.ShareVerseParallelEnv)
+    aec = pettingzoo.make("aec", shareverse_env.ENV_ID, num_agents=1)
+    aec.reset(seed=0)
+    assert aec.agents == ["agent_0"]
+
+
+def test_spaces_cached_and_shapes():
+    env = make()
+    assert env.observation_space("agent_0") is env.observation_space("agent_0")
+    assert env.action_space("agent_1") is env.action_space("agent_1")
+    assert env.observation_space("agent_0").shape == (128, 192, 3)
+    obs, _infos = env.reset(seed=1)
+    for agent, o in obs.items():
+        assert env.observation_space(agent).contains(o)
+
+
+def test_step_infos_and_observation_is_last_frame():
+    env = make()
+    env.reset(seed=2)
+    obs, rewards, _terms, _truncs, infos = env.step(drive_actions(env))
+    for agent in obs:
+        info = infos[agent]
+        assert info["frames"].shape == (NEW_FRAMES_PER_CHUNK, 128, 192, 3)
+        assert info["frames"].dtype == np.uint8
+        assert info["poses"].shape == (NEW_FRAMES_PER_CHUNK, 3)
+        np.testing.assert_array_equal(obs[agent], info["frames"][-1])
+        assert env.observation_space(agent).contains(obs[agent])
+        assert isinstance(rewards[agent], float)
+        assert set(info["reward_terms"]) and info["scenario"]["name"]
+        # Frames differ over the chunk: the car moved.
+        assert np.abs(info["frames"][0].astype(int) - info["frames"][-1]).mean() > 1.0
+
+
+def run_episode(seed, steps=3, **kwargs):
+    env = make(max_cycles=steps, terminate_on_collision=False, **kwargs)
+    obs, infos = env.reset(seed=seed)
+    trace = [(copy.deepcopy(obs), copy.deepcopy(infos))]
+    rng = np.random.default_rng(123)
+    for _ in range(steps):
+        actions = {
+            a: np.array([rng.uniform(3, 12), rng.uniform(-0.3, 0.3), rng.uniform(-0.1, 0.1)])
+            for a in env.agents
+        }
+        out = env.step(actions)
+        trace.append(copy.deepcopy(out))
+    return trace, env.state()
+
+
+def assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b
+
+
+def test_multi_step_determinism():
+    (trace_a, state_a), (trace_b, state_b) = run_episode(7), run_episode(7)
+    assert len(trace_a) == 4
+    assert_same(trace_a, trace_b)
+    np.testing.assert_array_equal(state_a, state_b)
+    trace_c, _ = run_episode(8)
+    assert not np.array_equal(trace_a[0][0]["agent_0"], trace_c[0][0]["agent_0"])
+
+
+def test_reset_options():
+    env = make(num_agents=2)
+    starts = None
+    _obs, infos = env.reset(
+        seed=0, options={"scenario": "head_on", "weather": "fog", "town_seed": 5}
+    )
+    assert infos["agent_0"]["scenario"]["name"] == "head_on"
+    assert infos["agent_0"]["weather"] == "fog" and infos["agent_0"]["town_seed"] == 5
+    starts = env.state()[:, :2].copy()
+    moved = np.array([[p[0] + 0.5, p[1], 0.0] for p in starts])
+    env.reset(seed=0, options={"scenario": "head_on", "town_seed": 5, "start_poses": moved})
+    np.testing.assert_allclose(env.state()[:, :2], moved[:, :2], atol=1e-5)
+    with pytest.raises(ValueError, match="start_poses"):
+        env.reset(options={"start_poses": np.zeros((3, 3))})
+    with pytest.raises(ValueError, match="scenario"):
+        env.reset(options={"scenario": "drag_race"})
+
+
+def test_state_documented_columns():
+    env = make()
+    env.reset(seed=4)
+    state = env.state()
+    assert state.shape == (2, 8) and state.dtype == np.float32
+    np.testing.assert_allclose(state[:, 2] ** 2 + state[:, 3] ** 2, 1.0, atol=1e-5)
+    assert np.all(state[:, 7] == 1.0)
+    assert env.state_space.contains(state)
+
+
+def test_render_layout():
+    env = make(render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (128, 2 * 192 + 128, 3) and frame.dtype == np.uint8
+    env.step(drive_actions(env))
+    chunk = env.render_chunk()
+    assert chunk.shape == (NEW_FRAMES_PER_CHUNK, 128, 2 * 192 + 128, 3)
+    np.testing.assert_array_equal(chunk[-1], env.render())
+    no_map = make(render_mode="rgb_array", minimap=False)
+    no_map.reset(seed=0)
+    assert no_map.render().shape == (128, 384, 3)
+
+
+def test_single_and_three_agents():
+    for n in (1, 3):
+        env = make(num_agents=n)
+        obs, _ = env.reset(seed=0)
+        assert sorted(obs) == [f"agent_{k}" for k in range(n)]
+        obs, *_ = env.step(drive_actions(env))
+        assert len(obs) == n
+
+
+def test_truncation_at_max_cycles():
+    env = make(max_cycles=2, terminate_on_collision=False)
+    env.reset(seed=0)
+    _, _, _, truncs, _ = env.step(drive_actions(env, np.zeros(3, dtype=np.float32)))
+    assert not any(truncs.values())
+    _, _, _, truncs, _ = env.step(drive_actions(env, np.zeros(3, dtype=np.float32)))
+    assert all(truncs.values()) and env.agents == []
+
+
+def test_collision_terminates():
+    env = make(max_cycles=5)
+    env.reset(seed=0)
+    # Full lateral slide off the lane and a sharp turn: leaves the road within the chunk.
+    hard = np.array([28.0, 3.0, np.pi / 2], dtype=np.float32)
+    done = False
+    for _ in range(4):
+        if not env.agents:
+            break
+        _, rewards, terms, _, infos = env.step(drive_actions(env, hard))
+        for agent, ended in terms.items():
+            if ended and infos[agent]["collision"] is not None:
+                done = True
+                assert rewards[agent] < 0
+    assert done
+
+
+# ---------------------------------------------------------------------- bad input
+
+
+def snapshot(env):
+    return (env._poses.copy(), list(env.agents), env._cycles, env.state().copy())
+
+
+def assert_unchanged(env, before):
+    after = snapshot(env)
+    np.testing.assert_array_equal(before[0], after[0])
+    assert before[1] == after[1] and before[2] == after[2]
+    np.testing.assert_array_equal(before[3], after[3])
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        (np.array([np.nan, 0, 0]), ValueError, "agent_1.*non-finite forward"),
+        (np.array([5.0, np.inf, 0]), ValueError, "agent_1.*non-finite lateral"),
+        (np.array([5.0, 0.0]), ValueError, "agent_1.*shape \\(3,\\)"),
+        (np.array(["a", "b", "c"]), TypeError, "agent_1.*dtype"),
+        (np.array([50.0, 0.0, 0.0]), ValueError, "agent_1 out of bounds: forward=50"),
+        (np.array([5.0, 0.0, 3.0]), ValueError, "agent_1 out of bounds: yaw=3"),
+    ],
+)
+def test_bad_action_values_leave_state_unchanged(bad, error, match):
+    env = make()
+    env.reset(seed=0)
+    before = snapshot(env)
+    actions = drive_actions(env)
+    actions["agent_1"] = bad
+    with pytest.raises(error, match=match):
+        env.step(actions)
+    assert_unchanged(env, before)
+    env.step(drive_actions(env))  # still usable
+
+
+def test_clip_option():
+    env = make(invalid_action="clip")
+    env.reset(seed=0)
+    actions = drive_actions(env)
+    actions["agent_0"] = np.array([100.0, 0.0, 0.0])
+    _, _, _, _, infos = env.step(actions)
+    start = infos["agent_0"]["poses"][0]
+    assert np.linalg.norm(infos["agent_0"]["poses"][-1, :2] - start[:2]) <= 28.5
+    with pytest.raises(ValueError, match="non-finite"):
+        env.step({a: np.array([np.nan, 0.0, 0.0]) for a in env.agents})
+
+
+def test_missing_unknown_and_done_agent_keys():
+    env = make()
+    env.reset(seed=0)
+    before = snapshot(env)
+    with pytest.raises(KeyError, match=r"missing.*agent_1"):
+        env.step({"agent_0": DRIVE})
+    with pytest.raises(KeyError, match=r"unknown.*agent_9"):
+        env.step({**drive_actions(env), "agent_9": DRIVE})
+    with pytest.raises(TypeError, match="dict"):
+        env.step([DRIVE, DRIVE])
+    assert_unchanged(env, before)
+
+
+def test_step_before_reset_and_after_done():
+    env = make(max_cycles=1, terminate_on_collision=False)
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step({"agent_0": DRIVE, "agent_1": DRIVE})
+    env.reset(seed=0)
+    env.step(drive_actions(env))
+    assert env.agents == []
+    with pytest.raises(RuntimeError, match="every agent is done"):
+        env.step({"agent_0": DRIVE})
+    with pytest.raises(KeyError, match="already done"):
+        env._validate_actions({"agent_0": DRIVE})
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="num_agents"):
+        shareverse_env.parallel_env(num_agents=0)
+    with pytest.raises(ValueError, match="backend"):
+        shareverse_env.parallel_env(backend="unreal")
+    with pytest.raises(ValueError, match="render_mode 'human'"):
+        shareverse_env.parallel_env(render_mode="human")
+    with pytest.raises(ValueError, match="weather"):
+        shareverse_env.parallel_env(weather="hail")
+    with pytest.raises(ValueError, match="multiples of 16"):
+        shareverse_env.parallel_env(view_hw=(60, 90))
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
