@@ -205,3 +205,42 @@ def from_cogvideox(
     steps = num_inference_steps or get_spec("cogvideox-5b-i2v").num_inference_steps
     pipe = ShareVersePipeline(transformer, vae, scheduler, view_hw, num_inference_steps=steps)
     return pipe.to(dtype=dtype)
+
+
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "small"
+"""Where the trained small model ships inside the package (added by the training work)."""
+
+
+def load_model(
+    model: str | os.PathLike[str] | ShareVersePipeline | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> ShareVersePipeline:
+    """Resolve the env's ``model=`` keyword to a pipeline.
+
+    ``None``: the trained weights shipped in the package. A config name (``"tiny"``,
+    ``"small"``, …): a randomly initialised model of that size (seeded by ``seed``; useful for
+    tests and benchmarks, its frames are noise). A folder: :func:`load_pipeline`. A
+    :class:`ShareVersePipeline`: used as is.
+    """
+    from .configs import MODEL_SPECS
+
+    if isinstance(model, ShareVersePipeline):
+        return model.to(device)
+    if model is None:
+        if not (SHIPPED_WEIGHTS / PIPELINE_FILE).is_file():
+            raise FileNotFoundError(
+                "this install has no trained ShareVerse weights (expected at "
+                f"{SHIPPED_WEIGHTS}); pass model='tiny' or 'small' for a random model, or the "
+                "folder of a trained pipeline"
+            )
+        return load_pipeline(SHIPPED_WEIGHTS, device=device)
+    if isinstance(model, str) and model in MODEL_SPECS:
+        return ShareVersePipeline.from_config_name(model, seed=seed).to(device)
+    path = Path(model)
+    if path.is_dir():
+        return load_pipeline(path, device=device)
+    raise ValueError(
+        f"model={model!r} is neither a config name {sorted(MODEL_SPECS)}, a pipeline folder, "
+        "nor a ShareVersePipeline"
+    )

@@ -5,7 +5,9 @@ backends share this interface:
 
 * ``"world"`` (:class:`WorldBackend`): the exact renderer of the procedural town — ground truth,
   the data source for training, and a fast backend for prototyping policies.
-* ``"shareverse"``: the generative ShareVerse model with its spatial memory (a later issue).
+* ``"shareverse"`` (:class:`~shareverse_env.generative_backend.ShareVerseBackend`): the
+  generative ShareVerse model with its spatial memory (imported on first use: it loads torch
+  and diffusers).
 
 Example:
     >>> import numpy as np
@@ -146,8 +148,8 @@ class WorldBackend(Backend):
         return result.rgb.reshape(len(viewers), frames, *self.frame_shape)
 
 
-BACKENDS: dict[str, type[Backend]] = {"world": WorldBackend}
-"""Backends by name; the generative ``"shareverse"`` backend joins when the model lands."""
+BACKENDS: dict[str, type[Backend] | None] = {"world": WorldBackend, "shareverse": None}
+"""Backends by name; ``None`` marks one imported on first use."""
 
 
 def make_backend(name: str | Backend, **kwargs: Any) -> Backend:
@@ -156,4 +158,8 @@ def make_backend(name: str | Backend, **kwargs: Any) -> Backend:
         return name
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; available: {sorted(BACKENDS)}")
+    if BACKENDS[name] is None:
+        from .generative_backend import ShareVerseBackend
+
+        BACKENDS["shareverse"] = ShareVerseBackend
     return BACKENDS[name](**kwargs)

@@ -66,14 +66,20 @@ class EnvConfig:
     """Every setting of the env, with its default. Keywords of :func:`parallel_env` fill it.
 
     Attributes:
-        backend: ``"world"`` (exact renderer) or a :class:`~shareverse_env.backends.Backend`.
+        backend: ``"world"`` (exact renderer), ``"shareverse"`` (the generative model) or a
+            :class:`~shareverse_env.backends.Backend`.
+        model: for ``backend="shareverse"``: ``None`` (the shipped weights), a config name
+            (``"tiny"``, ``"small"``: random weights), a pipeline folder or a pipeline object.
+        backend_options: extra keywords of the backend (e.g. ``memory_source``,
+            ``num_inference_steps``, ``device`` for the generative one).
         num_agents: cars in the shared world (≥ 1).
         max_cycles: steps before truncation (each step is a 2.8 s chunk).
         scenario: one of :data:`~shareverse_env.scenarios.SCENARIOS`; ``None`` draws one per reset.
         weather: a preset name; ``None`` draws one per reset.
         town_seed: ``None`` draws a town per reset from the reset seed.
         town_blocks: size of the generated road grid, in blocks.
-        view_hw: ``(H, W)`` of each camera view; multiples of 16.
+        view_hw: ``(H, W)`` of each camera view; multiples of 16. ``None``: ``(64, 96)`` for the
+            world backend, the model's own size for the generative one.
         invalid_action: ``"raise"`` (default) rejects out-of-bounds actions; ``"clip"`` clips them.
             Non-finite or malformed actions always raise.
         terminate_on_collision: end an agent's episode when it collides. When ``False`` the car
@@ -83,13 +89,15 @@ class EnvConfig:
     """
 
     backend: str | Backend = "world"
+    model: Any = None
+    backend_options: dict[str, Any] | None = None
     num_agents: int = 2
     max_cycles: int = 20
     scenario: str | None = None
     weather: str | None = None
     town_seed: int | None = None
     town_blocks: tuple[int, int] = (4, 4)
-    view_hw: tuple[int, int] = (64, 96)
+    view_hw: tuple[int, int] | None = None
     invalid_action: str = "raise"
     terminate_on_collision: bool = True
     minimap: bool = True
@@ -139,18 +147,13 @@ class ShareVerseParallelEnv(ParallelEnv):
                 f"render_mode {render_mode!r} is not supported; use 'rgb_array' (frames as arrays) "
                 "and shareverse_env.wrappers.RecordVideo to write MP4 files"
             )
-        rig = kwargs.pop("rig", None) or CameraRig()
+        rig = kwargs.pop("rig", None)
         self.config = EnvConfig(**kwargs)
         self.config.validate()
         self.render_mode = render_mode
         self.max_cycles = int(self.config.max_cycles)
-        self.rig = rig
-        view_hw = tuple(self.config.view_hw)
-        self.backend: Backend = (
-            make_backend(self.config.backend, view_hw=view_hw, rig=rig)
-            if isinstance(self.config.backend, str)
-            else self.config.backend
-        )
+        self.backend: Backend = self._make_backend(rig)
+        self.rig = self.backend.rig
         self.possible_agents = [f"agent_{k}" for k in range(self.config.num_agents)]
         self.agents: list[str] = []
         frame_shape = self.backend.frame_shape
@@ -219,6 +222,9 @@ class ShareVerseParallelEnv(ParallelEnv):
                     f"agent); got {given.shape}"
                 )
             starts = given.copy()
+        # The generative backend seeds its sampler from the episode's draw, so that the same
+        # reset seed replays the same episode.
+        options["noise_seed"] = int(rng.integers(2**31 - 1))
         frames = self.backend.reset(town, weather, starts, options)
 
         self._reset_state()
@@ -364,6 +370,22 @@ class ShareVerseParallelEnv(ParallelEnv):
         self.backend.close()
 
     # ------------------------------------------------------------------ helpers
+
+    def _make_backend(self, rig: CameraRig | None) -> Backend:
+        cfg = self.config
+        if not isinstance(cfg.backend, str):
+            return cfg.backend
+        options = dict(cfg.backend_options or {})
+        view_hw = None if cfg.view_hw is None else tuple(cfg.view_hw)
+        if cfg.backend == "shareverse":
+            return make_backend(cfg.backend, view_hw=view_hw, rig=rig, model=cfg.model, **options)
+        if cfg.model is not None:
+            raise ValueError(
+                f"model= is only used by backend='shareverse'; got backend={cfg.backend!r}"
+            )
+        return make_backend(
+            cfg.backend, view_hw=view_hw or (64, 96), rig=rig or CameraRig(), **options
+        )
 
     def _reset_state(self) -> None:
         self._poses: np.ndarray | None = None

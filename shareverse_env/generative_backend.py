@@ -1,0 +1,194 @@
+"""The generative backend: the ShareVerse model and its spatial memory produce every frame.
+
+Each :meth:`ShareVerseBackend.generate` call runs the paper's loop for one chunk: four query
+positions on every agent's planned trajectory retrieve the nearest archived frames from the
+shared memory (Eq. 3), the pipeline generates all agents' 28 new frames at once conditioned on
+their last frames, the planned camera raymaps and the retrieved memory, and every new frame's
+latent is archived with its pose, agent and time.
+
+The first frame of an episode comes from the exact renderer of the town (or from
+``reset(options={"images": ...})``), so an episode starts where the ground truth starts.
+
+Example (a random tiny model: the frames are noise, the mechanics are real):
+
+    >>> import numpy as np
+    >>> from shareverse_env.geometry import plan_chunk
+    >>> from shareverse_env.world.generator import generate_town
+    >>> backend = ShareVerseBackend(model="tiny")
+    >>> start = np.array([[0.0, 0.0, 0.0]])
+    >>> backend.reset(generate_town(0), "clear_noon", start, {"noise_seed": 0}).shape
+    (1, 64, 96, 3)
+    >>> plan = plan_chunk(start, np.array([[8.0, 0.0, 0.0]]))
+    >>> backend.generate(plan, np.array([True])).shape
+    (1, 28, 64, 96, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backends import Backend, WorldBackend
+from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses
+from .memory import SOURCES, SpatialMemory, sample_query_positions
+from .models.loading import load_model
+from .models.pipeline import MemoryInput, ShareVersePipeline
+from .world.town import Town
+from .world.weather import Weather
+
+
+class ShareVerseBackend(Backend):
+    """Frames from the ShareVerse model with a shared spatial memory.
+
+    Args:
+        view_hw: must equal the model's view size when given (the weights serve one size).
+        rig: must equal the model's camera rig when given.
+        model: ``None`` (shipped weights), a config name (random weights), a pipeline folder or
+            a :class:`~shareverse_env.models.pipeline.ShareVersePipeline`.
+        memory_source: ``"all"`` (pooled over agents, the paper's shared world), ``"others"``
+            or ``"own"``; ``"none"`` generates without memory.
+        memory_capacity: bound on archived frames (oldest evicted first); ``None``: unbounded.
+        archive_stride: archive every k-th new frame (1: every frame, as in the paper).
+        num_inference_steps: sampler steps (default: the pipeline's).
+        device: torch device for the model.
+        progress: show the denoising progress bar.
+    """
+
+    name = "shareverse"
+
+    def __init__(
+        self,
+        view_hw: tuple[int, int] | None = None,
+        rig: CameraRig | None = None,
+        model: str | ShareVersePipeline | None = None,
+        memory_source: str = "all",
+        memory_capacity: int | None = None,
+        archive_stride: int = 1,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        progress: bool = False,
+        seed: int = 0,
+    ) -> None:
+        pipe = load_model(model, device=device, seed=seed)
+        if view_hw is not None and tuple(view_hw) != pipe.view_hw:
+            raise ValueError(
+                f"view_hw {tuple(view_hw)} cannot be served: the model generates {pipe.view_hw} "
+                "views; leave view_hw unset to use the model's"
+            )
+        if rig is not None and rig != pipe.rig:
+            raise ValueError(f"the env's camera rig {rig} differs from the model's {pipe.rig}")
+        super().__init__(pipe.view_hw, pipe.rig)
+        if memory_source not in (*SOURCES, "none"):
+            raise ValueError(
+                f"memory_source must be one of {(*SOURCES, 'none')}; got {memory_source!r}"
+            )
+        if archive_stride < 1:
+            raise ValueError(f"archive_stride must be >= 1; got {archive_stride}")
+        self.pipeline = pipe
+        self.memory_source = memory_source
+        # fp16 halves the archive; latents are O(1) values, so nothing is lost that matters.
+        self.memory = SpatialMemory(capacity=memory_capacity, storage_dtype=torch.float16)
+        self.archive_stride = int(archive_stride)
+        self.num_inference_steps = num_inference_steps
+        self.progress = progress
+        self.last_timings: dict[str, float] = {}
+        self._world = WorldBackend(self.view_hw, self.rig)
+        self._last_frames: np.ndarray | None = None
+        self._time = 0
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def reset(
+        self,
+        town: Town,
+        weather: str | Weather,
+        poses: np.ndarray,
+        options: dict[str, Any] | None = None,
+    ) -> np.ndarray:
+        options = options or {}
+        poses = check_finite_poses(np.asarray(poses, dtype=np.float64), "start poses")
+        if "images" in options:
+            frames = np.asarray(options["images"])
+            expected = (len(poses), *self.frame_shape)
+            if frames.dtype != np.uint8 or frames.shape != expected:
+                raise ValueError(
+                    f"options['images'] must be uint8 {expected} (one tiled frame per agent); "
+                    f"got {frames.dtype} {frames.shape}"
+                )
+            frames = frames.copy()
+        else:
+            frames = self._world.reset(town, weather, poses)
+        if "noise_seed" in options:
+            self._generator.manual_seed(int(options["noise_seed"]))
+        self.memory.clear()
+        self._time = 0
+        self._archive(self.pipeline.encode_frames(frames)[:, None], poses[:, None], times=[0])
+        self._last_frames = frames
+        return frames
+
+    def generate(self, poses: np.ndarray, active: np.ndarray) -> np.ndarray:
+        if self._last_frames is None:
+            raise RuntimeError("ShareVerseBackend.reset() must be called before generate()")
+        poses = check_finite_poses(np.asarray(poses, dtype=np.float64), "poses")
+        active = np.asarray(active, dtype=bool)
+        if poses.shape != (len(self._last_frames), CHUNK_FRAMES, 3):
+            raise ValueError(
+                f"poses must have shape ({len(self._last_frames)}, {CHUNK_FRAMES}, 3); "
+                f"got {poses.shape}"
+            )
+        out = np.zeros((len(poses), CHUNK_FRAMES - 1, *self.frame_shape), dtype=np.uint8)
+        agents = np.flatnonzero(active)
+        if len(agents) == 0:
+            return out
+        result = self.pipeline(
+            self._last_frames[agents],
+            poses[agents],
+            memory=self._retrieve(poses, agents),
+            generator=self._generator,
+            num_inference_steps=self.num_inference_steps,
+            progress=self.progress,
+        )
+        times = np.arange(self._time + 1, self._time + CHUNK_FRAMES)
+        keep = np.flatnonzero(times % self.archive_stride == 0)
+        if len(keep):
+            self._archive(
+                result.frame_latents[:, keep], poses[agents][:, 1:][:, keep], times[keep], agents
+            )
+        self._time += CHUNK_FRAMES - 1
+        out[agents] = result.frames
+        self._last_frames = self._last_frames.copy()
+        self._last_frames[agents] = result.frames[:, -1]
+        self.last_timings = result.timings
+        return out
+
+    def _retrieve(self, poses: np.ndarray, agents: np.ndarray) -> MemoryInput | None:
+        """Eq. 3 for every generating agent; ``None`` when any of them finds nothing."""
+        if self.memory_source == "none":
+            return None
+        queries = sample_query_positions(poses[agents])
+        found = [
+            self.memory.retrieve(int(a), q, self.memory_source)
+            for a, q in zip(agents, queries, strict=True)
+        ]
+        if any(r.count == 0 for r in found):
+            return None
+        latents = torch.stack([r.payload for r in found])
+        return MemoryInput(latents, np.stack([r.poses for r in found]))
+
+    def _archive(
+        self,
+        latents: torch.Tensor,
+        poses: np.ndarray,
+        times: Any,
+        agents: np.ndarray | None = None,
+    ) -> None:
+        """Archive ``latents (A, K, C, h, w)`` taken at ``poses (A, K, 3)`` and ``times (K,)``."""
+        agents = np.arange(latents.shape[0]) if agents is None else agents
+        count = latents.shape[1]
+        self.memory.add(
+            latents.reshape(-1, *latents.shape[2:]).cpu(),
+            poses.reshape(-1, 3),
+            np.repeat(agents, count),
+            np.tile(np.asarray(times, dtype=np.int64), len(agents)),
+        )
