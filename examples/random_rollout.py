@@ -5,6 +5,7 @@ minimap on the right, at 10 fps.
 
     python examples/random_rollout.py                      # 6 chunks, 2 agents → outputs/random_rollout.mp4
     python examples/random_rollout.py --agents 3 --chunks 10 --scenario crossing --weather sunset
+    python examples/random_rollout.py --backend shareverse --model tiny   # the generative backend
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--scenario", choices=SCENARIOS, default="head_on")
     parser.add_argument("--weather", choices=sorted(WEATHERS), default="clear_noon")
-    parser.add_argument("--backend", default="world")
+    parser.add_argument("--backend", choices=["world", "shareverse"], default="world")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="for --backend shareverse: a config name (tiny, small: random weights) or a "
+        "pipeline folder; default: the shipped weights",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -47,6 +54,7 @@ def main() -> None:
         raise SystemExit(f"--out must end in .mp4; got {args.out}")
     env = shareverse_env.parallel_env(
         backend=args.backend,
+        **({"model": args.model} if args.backend == "shareverse" else {}),
         num_agents=args.agents,
         max_cycles=args.chunks,
         scenario=args.scenario,

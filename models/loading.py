@@ -34,6 +34,8 @@ SHARDED_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 def save_pipeline(pipe: ShareVersePipeline, folder: str | os.PathLike[str]) -> None:
     """Write ``pipe`` to ``folder`` atomically (a sibling temporary folder, then a rename)."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -123,13 +125,21 @@ def load_pipeline(
     meta = _read_json(folder / PIPELINE_FILE)
     if meta.get("format") != "shareverse-pipeline":
         raise ValueError(f"{folder / PIPELINE_FILE} is not a ShareVerse pipeline description")
+    missing_keys = [k for k in ("view_hw", "num_inference_steps") if k not in meta]
+    rig_meta = meta.get("rig", {})
+    missing_keys += [
+        f"rig.{k}"
+        for k in ("mount_height", "offsets", "hfov_deg")
+        if rig_meta and k not in rig_meta
+    ]
+    if missing_keys:
+        raise ValueError(f"{folder / PIPELINE_FILE} lacks {', '.join(missing_keys)}")
     transformer = _load_component(ShareVerseTransformer, folder / "transformer")
     vae = _load_component(AutoencoderKLCogVideoX, folder / "vae")
     try:
         scheduler = CogVideoXDDIMScheduler.from_pretrained(folder / "scheduler")
     except (OSError, ValueError) as err:
         raise ValueError(f"could not load {folder / 'scheduler'}: {err}") from err
-    rig_meta = meta.get("rig", {})
     rig = CameraRig()
     if rig_meta:
         rig = CameraRig(
@@ -152,11 +162,16 @@ def load_pipeline(
 def _load_state_dict(component: Path) -> dict[str, torch.Tensor]:
     """All tensors of a (possibly sharded) safetensors checkpoint."""
     if (component / WEIGHTS).is_file():
-        return load_file(component / WEIGHTS)
-    index = _read_json(component / SHARDED_INDEX)
+        files = [component / WEIGHTS]
+    else:
+        index = _read_json(component / SHARDED_INDEX)
+        files = [component / shard for shard in sorted(set(index.get("weight_map", {}).values()))]
     state: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(index.get("weight_map", {}).values())):
-        state.update(load_file(component / shard))
+    for file in files:
+        try:
+            state.update(load_file(file))
+        except (OSError, SafetensorError) as err:
+            raise ValueError(f"corrupt or unreadable safetensors file {file}: {err}") from err
     return state
 
 

@@ -117,15 +117,11 @@ class ShareVersePipeline:
     def from_config_name(cls, name: str, seed: int = 0, **kwargs: Any) -> ShareVersePipeline:
         """A randomly initialised pipeline of a named size (``"tiny"``, ``"small"``, …)."""
         spec = get_spec(name)
-        torch.manual_seed(seed)
         kwargs.setdefault("num_inference_steps", spec.num_inference_steps)
-        return cls(
-            build_transformer(name),
-            build_vae(name),
-            build_scheduler(**spec.scheduler),
-            spec.view_hw,
-            **kwargs,
-        )
+        with torch.random.fork_rng(devices=[]):  # seed the weights, leave the caller's RNG alone
+            torch.manual_seed(seed)
+            transformer, vae = build_transformer(name), build_vae(name)
+        return cls(transformer, vae, build_scheduler(**spec.scheduler), spec.view_hw, **kwargs)
 
     @classmethod
     def from_pretrained(cls, folder: str, **kwargs: Any) -> ShareVersePipeline:

@@ -1,0 +1,217 @@
+"""The env on the generative backend (tiny random model): shapes, memory, determinism, options."""
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from pettingzoo.test import parallel_api_test
+from shareverse_env.wrappers import RecordVideo
+
+import shareverse_env
+from shareverse_env.generative_backend import ShareVerseBackend
+from shareverse_env.geometry import NEW_FRAMES_PER_CHUNK, plan_chunk
+
+DRIVE = np.array([8.0, 0.0, 0.0], dtype=np.float32)
+FRAME = (64, 96, 3)  # tiny model: 32×48 views tiled 2×2
+
+
+def make(**kwargs):
+    kwargs.setdefault("max_cycles", 2)
+    kwargs.setdefault("terminate_on_collision", False)
+    return shareverse_env.parallel_env(backend="shareverse", model="tiny", **kwargs)
+
+
+def drive(env):
+    return {a: DRIVE.copy() for a in env.agents}
+
+
+def test_shapes_and_memory_growth():
+    env = make()
+    assert isinstance(env.backend, ShareVerseBackend)
+    assert env.observation_space("agent_0").shape == FRAME
+    obs, infos = env.reset(seed=0)
+    assert obs["agent_0"].shape == FRAME and obs["agent_0"].dtype == np.uint8
+    assert len(env.backend.memory) == 2
+    obs, _, _, _, infos = env.step(drive(env))
+    for agent in env.possible_agents:
+        assert infos[agent]["frames"].shape == (NEW_FRAMES_PER_CHUNK, *FRAME)
+        assert infos[agent]["poses"].shape == (NEW_FRAMES_PER_CHUNK, 3)
+        assert np.array_equal(obs[agent], infos[agent]["frames"][-1])
+        assert env.observation_space(agent).contains(obs[agent])
+        assert infos[agent]["frames"].std() > 0  # generated, not a blank placeholder
+    assert len(env.backend.memory) == 2 + 2 * NEW_FRAMES_PER_CHUNK
+    assert set(env.backend.last_timings) == {"encode", "memory", "denoise", "decode", "archive"}
+
+
+def rollout(seed, steps=2):
+    env = make()
+    obs, _ = env.reset(seed=seed)
+    out = [np.stack([obs[a] for a in env.possible_agents])]
+    for _ in range(steps):
+        obs, *_ = env.step(drive(env))
+        out.append(np.stack([obs[a] for a in env.possible_agents]))
+    return np.stack(out)
+
+
+def test_same_seed_same_episode_other_seed_differs():
+    a, b = rollout(0), rollout(0)
+    assert np.array_equal(a, b)
+    c = rollout(1)
+    assert not np.array_equal(a[1:], c[1:])
+
+
+def test_reset_with_given_images():
+    env = make()
+    images = np.random.default_rng(0).integers(0, 256, (2, *FRAME), dtype=np.uint8)
+    obs, infos = env.reset(seed=0, options={"images": images})
+    assert np.array_equal(obs["agent_0"], images[0])
+    assert np.array_equal(obs["agent_1"], images[1])
+    assert np.array_equal(infos["agent_1"]["frames"][0], images[1])
+    obs, *_ = env.step(drive(env))
+    assert obs["agent_0"].shape == FRAME
+    with pytest.raises(ValueError, match=r"options\['images'\]"):
+        env.reset(seed=0, options={"images": images[:1]})
+    with pytest.raises(ValueError, match=r"options\['images'\]"):
+        env.reset(seed=0, options={"images": images.astype(np.float32)})
+
+
+def test_given_images_condition_generation():
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (2, *FRAME), dtype=np.uint8)
+    second = 255 - first
+    runs = []
+    for images in (first, second):
+        env = make(backend_options={"memory_source": "none"})
+        env.reset(seed=0, options={"images": images})
+        obs, *_ = env.step(drive(env))
+        runs.append(obs["agent_0"])
+    assert not np.array_equal(runs[0], runs[1])
+
+
+def test_view_hw_mismatch_rejected():
+    with pytest.raises(ValueError, match="view_hw"):
+        make(view_hw=(64, 96))
+    env = make(view_hw=(32, 48))  # the model's own size is fine
+    assert env.observation_space("agent_0").shape == FRAME
+
+
+def test_model_needs_shareverse_backend():
+    with pytest.raises(ValueError, match="model="):
+        shareverse_env.parallel_env(backend="world", model="tiny")
+
+
+@pytest.mark.parametrize("source", ["own", "others", "none"])
+def test_memory_sources_run(source):
+    env = make(backend_options={"memory_source": source})
+    env.reset(seed=0)
+    obs, *_ = env.step(drive(env))
+    assert obs["agent_0"].shape == FRAME
+    assert env.backend.memory_source == source
+    # Archiving does not depend on where memory is read from.
+    assert len(env.backend.memory) == 2 + 2 * NEW_FRAMES_PER_CHUNK
+
+
+def test_memory_source_changes_generation():
+    firsts = []
+    for source in ("all", "none"):
+        env = make(backend_options={"memory_source": source})
+        env.reset(seed=0)
+        obs, *_ = env.step(drive(env))
+        firsts.append(obs["agent_0"])
+    assert not np.array_equal(firsts[0], firsts[1])
+
+
+def test_invalid_memory_source():
+    with pytest.raises(ValueError, match="memory_source"):
+        make(backend_options={"memory_source": "everyone"})
+
+
+def test_archive_stride():
+    env = make(backend_options={"archive_stride": 7})
+    env.reset(seed=0)
+    env.step(drive(env))
+    # Frames 7, 14, 21 and 28 of the chunk, for each of the two agents.
+    assert len(env.backend.memory) == 2 + 2 * 4
+    with pytest.raises(ValueError, match="archive_stride"):
+        make(backend_options={"archive_stride": 0})
+
+
+def test_single_agent_others_finds_nothing_and_still_generates():
+    env = make(num_agents=1, backend_options={"memory_source": "others"})
+    env.reset(seed=0)
+    agents = np.array([0])
+    poses = plan_chunk(env._poses[agents], DRIVE[None].astype(np.float64))
+    assert env.backend._retrieve(poses, agents) is None
+    obs, _, _, _, infos = env.step(drive(env))
+    assert infos["agent_0"]["frames"].shape == (NEW_FRAMES_PER_CHUNK, *FRAME)
+    assert len(env.backend.memory) == 1 + NEW_FRAMES_PER_CHUNK
+    # Without memory, a second env with "none" generates the very same frames.
+    same = make(num_agents=1, backend_options={"memory_source": "none"})
+    same.reset(seed=0)
+    obs_none, *_ = same.step(drive(same))
+    assert np.array_equal(obs["agent_0"], obs_none["agent_0"])
+
+
+def test_inactive_agent_gets_zeros_and_is_not_archived():
+    backend = ShareVerseBackend(model="tiny")
+    images = np.random.default_rng(0).integers(0, 256, (2, *FRAME), dtype=np.uint8)
+    starts = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]])
+    backend.reset(None, "clear_noon", starts, {"images": images, "noise_seed": 0})
+    assert len(backend.memory) == 2
+    poses = plan_chunk(starts, DRIVE.astype(np.float64))
+    frames = backend.generate(poses, np.array([True, False]))
+    assert frames.shape == (2, NEW_FRAMES_PER_CHUNK, *FRAME)
+    assert not frames[1].any()
+    assert frames[0].any()
+    assert len(backend.memory) == 2 + NEW_FRAMES_PER_CHUNK
+    # Agent 1's next conditioning frame is still its last real one.
+    assert np.array_equal(backend._last_frames[1], images[1])
+    assert np.array_equal(backend._last_frames[0], frames[0, -1])
+    # No agent active: nothing generated, nothing archived.
+    nothing = backend.generate(poses, np.array([False, False]))
+    assert not nothing.any()
+    assert len(backend.memory) == 2 + NEW_FRAMES_PER_CHUNK
+
+
+def test_backend_generate_before_reset_and_bad_poses():
+    backend = ShareVerseBackend(model="tiny")
+    poses = plan_chunk(np.zeros((1, 3)), DRIVE.astype(np.float64))
+    with pytest.raises(RuntimeError, match="reset"):
+        backend.generate(poses, np.array([True]))
+    backend.reset(None, "clear_noon", np.zeros((1, 3)), {"images": np.zeros((1, *FRAME), np.uint8)})
+    with pytest.raises(ValueError, match="poses"):
+        backend.generate(poses[:, :10], np.array([True]))
+
+
+def test_noise_seed_option_reseeds_sampler():
+    images = np.random.default_rng(0).integers(0, 256, (1, *FRAME), dtype=np.uint8)
+    poses = plan_chunk(np.zeros((1, 3)), DRIVE.astype(np.float64))
+    out = []
+    for noise_seed in (0, 0, 1):
+        backend = ShareVerseBackend(model="tiny", memory_source="none")
+        backend.reset(
+            None, "clear_noon", np.zeros((1, 3)), {"images": images, "noise_seed": noise_seed}
+        )
+        out.append(backend.generate(poses, np.array([True])))
+    assert np.array_equal(out[0], out[1])
+    assert not np.array_equal(out[0], out[2])
+
+
+def test_record_video(tmp_path):
+    env = RecordVideo(
+        make(render_mode="rgb_array"),
+        tmp_path,
+        episode_trigger=lambda _: True,
+        name_prefix="gen",
+    )
+    env.reset(seed=0)
+    while env.agents:
+        env.step(drive(env))
+    env.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["gen-episode-0.mp4"]
+    frames = iio.imread(tmp_path / "gen-episode-0.mp4")
+    # Two agents' 64×96 tiles side by side plus the 64×64 minimap.
+    assert frames.shape == (1 + 2 * NEW_FRAMES_PER_CHUNK, 64, 2 * 96 + 64, 3)
+
+
+def test_parallel_api():
+    parallel_api_test(make(terminate_on_collision=True), num_cycles=2)
