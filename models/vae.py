@@ -24,6 +24,14 @@ def _check_video(name: str, x: torch.Tensor, ndim: int, layout: str) -> None:
 
 def encode_video(vae: AutoencoderKLCogVideoX, video: torch.Tensor) -> torch.Tensor:
     """``(B, 3, 1 + 4k, H, W)`` in [-1, 1] → unscaled latent means ``(B, C, 1 + k, h, w)``."""
+    return encode_moments(vae, video).chunk(2, dim=1)[0]
+
+
+def encode_moments(vae: AutoencoderKLCogVideoX, video: torch.Tensor) -> torch.Tensor:
+    """Posterior moments ``(B, 2C, 1 + k, h, w)`` (mean, log-variance) of ``1 + 4k`` frames.
+
+    Training the VAE samples from these (``DiagonalGaussianDistribution``); inference uses the mean.
+    """
     _check_video("video", video, 5, "(batch, 3, frames, height, width)")
     frames = video.shape[2]
     if (frames - 1) % 4:
@@ -41,8 +49,7 @@ def encode_video(vae: AutoencoderKLCogVideoX, video: torch.Tensor) -> torch.Tens
         if vae.quant_conv is not None:
             enc = vae.quant_conv(enc)
         latents.append(enc)
-    moments = torch.cat(latents, dim=2)
-    return moments.chunk(2, dim=1)[0]  # the posterior mean
+    return torch.cat(latents, dim=2)
 
 
 def encode_images(vae: AutoencoderKLCogVideoX, images: torch.Tensor) -> torch.Tensor:

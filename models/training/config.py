@@ -1,0 +1,63 @@
+"""Settings of one training stage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STAGES = ("vae", "stage1", "stage2")
+"""``vae``: the small VAE from scratch; ``stage1``: 29-frame chunks without memory;
+``stage2``: chunks with 4 memory frames retrieved by Eq. 3 and the unidirectional mask."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one stage; the defaults suit the ``small`` model on a CPU.
+
+    >>> TrainConfig(stage="stage1", steps=10).validate()
+    """
+
+    stage: str = "stage1"
+    steps: int = 1000
+    batch_size: int = 1
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "cpu"
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    checkpoint_minutes: float = 10.0
+    checkpoint_every: int = 0
+    log_every: int = 1
+    # Paper Sec. 3.4 / CogVideoX-I2V: pixel noise σ = exp(N(mean, std)) on the conditioning frame.
+    image_noise_log_mean: float = -3.0
+    image_noise_log_std: float = 0.5
+    image_dropout: float = 0.0
+    memory_source: str = "all"
+    min_history: int = 8
+    vae_clip_frames: int = 9
+    vae_kl_weight: float = 1e-6
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}; got {self.stage!r}")
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(
+                f"mixed_precision must be no, bf16 or fp16; got {self.mixed_precision!r}"
+            )
+        if (self.vae_clip_frames - 1) % 4:
+            raise ValueError(f"vae_clip_frames must be 1 + 4k; got {self.vae_clip_frames}")
+        if self.memory_source not in ("all", "others", "own"):
+            raise ValueError(
+                f"memory_source must be all, others or own; got {self.memory_source!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,68 @@
+"""Atomic folders and the training checkpoint (safetensors + JSON + weights-only torch files)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``target`` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_checkpoint(
+    folder: Path,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema_params: list[torch.Tensor],
+    state: dict[str, Any],
+) -> None:
+    """Trainable weights, EMA weights (safetensors), optimiser state and a JSON state."""
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    with atomic_folder(folder) as tmp:
+        weights = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        save_file(weights, tmp / "model.safetensors")
+        ema = {n: p.detach().cpu().contiguous() for n, p in zip(names, ema_params, strict=True)}
+        save_file(ema, tmp / "ema.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def load_checkpoint(folder: Path) -> tuple[dict, dict, dict, dict[str, Any]]:
+    """``(model_state, ema_state, optimizer_state, state)``; a clear error for damaged files."""
+    folder = Path(folder)
+    needed = ["model.safetensors", "ema.safetensors", "optimizer.pt", "state.json"]
+    missing = [n for n in needed if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"checkpoint {folder} is missing {', '.join(missing)}")
+    try:
+        model_state = load_file(folder / "model.safetensors")
+        ema_state = load_file(folder / "ema.safetensors")
+        optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True)
+        state = json.loads((folder / "state.json").read_text())
+    except Exception as err:  # any decoding failure means the checkpoint is damaged
+        raise ValueError(f"checkpoint {folder} is damaged: {err}") from err
+    return model_state, ema_state, optimizer_state, state

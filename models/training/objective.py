@@ -1,0 +1,107 @@
+"""Losses: CogVideoX's v-prediction diffusion objective and the VAE's reconstruction loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+from ..pipeline import ShareVersePipeline
+from ..vae import decode_chunk, encode_images, encode_moments, encode_video
+from .batches import ChunkExample, to_video_tensor
+from .config import TrainConfig
+
+
+@torch.no_grad()
+def encode_chunks(
+    pipe: ShareVersePipeline,
+    examples: list[ChunkExample],
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor | None]:
+    """Latents, conditioning, raymaps and memory of a batch, with the frozen VAE.
+
+    The conditioning frame gets pixel noise σ = exp(N(μ, s)) before encoding (paper Sec. 3.4:
+    it bridges clean training frames and the imperfect frames generated at inference).
+    """
+    device, dtype, scale = pipe.device, pipe.dtype, pipe.scaling_factor
+    batch, agents = len(examples), examples[0].video.shape[0]
+    video = to_video_tensor(np.stack([e.video for e in examples]), device, dtype)
+    flat = video.flatten(0, 1)  # (B·A, 3, 29, H, W)
+    latents = encode_video(pipe.vae, flat) * scale  # (B·A, C, 8, h, w)
+    latents = latents.permute(0, 2, 1, 3, 4).unflatten(0, (batch, agents))
+    cond = flat[:, :, 0]
+    sigma = torch.exp(
+        torch.randn(cond.shape[0], generator=generator) * config.image_noise_log_std
+        + config.image_noise_log_mean
+    ).to(device, dtype)
+    noise = torch.randn(cond.shape, generator=generator).to(device, dtype)
+    cond_latent = (
+        encode_images(pipe.vae, cond + sigma[:, None, None, None] * noise)[:, :, 0] * scale
+    )
+    image_latents = torch.zeros_like(latents)
+    image_latents[:, :, 0] = cond_latent.unflatten(0, (batch, agents))
+    if config.image_dropout > 0:
+        keep = torch.rand(batch, generator=generator) >= config.image_dropout
+        image_latents = image_latents * keep.to(device, dtype)[:, None, None, None, None, None]
+    rays, memory, memory_rays = [], [], []
+    for e in examples:
+        r, mr = pipe.chunk_raymaps(e.poses, e.memory_poses)
+        rays.append(r)
+        if e.memory_frames is not None:
+            mem_video = to_video_tensor(e.memory_frames, device, dtype)  # (A, 3, 4, H, W)
+            mem_images = mem_video.permute(0, 2, 1, 3, 4).flatten(0, 1)
+            mem = encode_images(pipe.vae, mem_images)[:, :, 0] * scale
+            memory.append(mem.unflatten(0, (agents, -1)))
+            memory_rays.append(mr)
+    return {
+        "latents": latents,
+        "image_latents": image_latents,
+        "raymaps": torch.stack(rays),
+        "memory": torch.stack(memory) if memory else None,
+        "memory_raymaps": torch.stack(memory_rays) if memory_rays else None,
+    }
+
+
+def diffusion_loss(
+    pipe: ShareVersePipeline,
+    transformer: torch.nn.Module,
+    encoded: dict[str, torch.Tensor | None],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Mean squared error of the predicted velocity (CogVideoX: v-prediction, zero-terminal SNR)."""
+    x0 = encoded["latents"]
+    batch = x0.shape[0]
+    scheduler = pipe.scheduler
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    t = t.to(x0.device)
+    noisy = scheduler.add_noise(x0, noise, t)
+    target = scheduler.get_velocity(x0, noise, t)
+    model_in = torch.cat([noisy, encoded["image_latents"]], dim=3)
+    memory = encoded["memory"]
+    pred = transformer(
+        model_in,
+        t,
+        raymaps=encoded["raymaps"],
+        memory_states=None if memory is None else torch.cat([memory, memory], dim=3),
+        memory_raymaps=encoded["memory_raymaps"],
+    ).sample
+    return F.mse_loss(pred.float(), target.float())
+
+
+def vae_loss(
+    pipe: ShareVersePipeline, clips: np.ndarray, config: TrainConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 reconstruction of ``1 + 4k``-frame clips through the chunk decoder, plus a small KL."""
+    video = to_video_tensor(clips, pipe.device, pipe.dtype)  # (B, 3, F, H, W)
+    posterior = DiagonalGaussianDistribution(encode_moments(pipe.vae, video))
+    z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
+        posterior.mean.device, posterior.mean.dtype
+    )
+    recon = decode_chunk(pipe.vae, z)
+    l1 = (recon - video).abs().mean()
+    kl = posterior.kl().mean()
+    loss = l1 + config.vae_kl_weight * kl
+    return loss, {"l1": l1.item(), "kl": kl.item()}

@@ -1,0 +1,301 @@
+"""The training loop: AdamW, gradient clipping, EMA, atomic checkpoints, exact resume, logs.
+
+Run folder::
+
+    RUN/pipeline/              the current model (EMA weights), loadable by parallel_env(model=RUN/pipeline)
+    RUN/checkpoints/<stage>/   raw weights, EMA, optimiser, state.json — what resume reads
+    RUN/log_<stage>.csv        step, loss, lr, grad norm, seconds per step, …
+    RUN/loss_<stage>.png       the loss curve
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ..loading import load_pipeline, save_pipeline
+from ..pipeline import ShareVersePipeline
+from .batches import SequenceSource, draw_chunk, draw_vae_clips, step_rng
+from .config import TrainConfig
+from .io import load_checkpoint, save_checkpoint
+from .objective import diffusion_loss, encode_chunks, vae_loss
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; initialises torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+class Trainer:
+    """Trains one stage of a run folder, resuming exactly where a previous call stopped.
+
+    Example (a few steps of the tiny model on any sequence source):
+
+    >>> trainer = Trainer(pipe, data, "runs/demo", TrainConfig(stage="stage1", steps=2))  # doctest: +SKIP
+    >>> trainer.run()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        pipe: ShareVersePipeline,
+        data: SequenceSource,
+        run_dir: str | Path,
+        config: TrainConfig,
+        progress: bool = True,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.data = data
+        self.progress = progress
+        self.rank, self.world = _distributed()
+        self.device = torch.device(config.device)
+        self.pipe = pipe.to(self.device)
+        self.stage = config.stage
+        self.module = self.pipe.vae if self.stage == "vae" else self.pipe.transformer
+        frozen = self.pipe.transformer if self.stage == "vae" else self.pipe.vae
+        frozen.requires_grad_(False).eval()
+        self.module.requires_grad_(True).train()
+        if config.gradient_checkpointing and hasattr(self.module, "enable_gradient_checkpointing"):
+            self.module.enable_gradient_checkpointing()
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99)
+        )
+        self.ema = EMAModel(self.params, decay=config.ema_decay)
+        self.model = self.module
+        if self.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(self.module)
+        self.step = 0
+        self.checkpoint_dir = self.run_dir / "checkpoints" / self.stage
+        self.log_path = self.run_dir / f"log_{self.stage}.csv"
+        self._resume()
+        self._truncate_log()
+
+    # ------------------------------------------------------------------ state
+    def _fingerprint(self) -> dict[str, Any]:
+        def public(config: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+            return {k: v for k, v in config.items() if not k.startswith("_") and k not in skip}
+
+        return {
+            "stage": self.stage,
+            "transformer": public(self.pipe.transformer.config),
+            # The scaling factor is calibrated after the VAE stage; it is not part of identity.
+            "vae": public(self.pipe.vae.config, ("scaling_factor",)),
+            "view_hw": list(self.pipe.view_hw),
+        }
+
+    def _resume(self) -> None:
+        if not (self.checkpoint_dir / "state.json").is_file():
+            return
+        model_state, ema_state, optimizer_state, state = load_checkpoint(self.checkpoint_dir)
+        saved = state.get("fingerprint", {})
+        mine = json.loads(json.dumps(self._fingerprint(), default=str))
+        if saved != mine:
+            raise ValueError(
+                f"checkpoint {self.checkpoint_dir} was written for another model or stage; "
+                "use a new run folder (or delete that checkpoint to restart the stage)"
+            )
+        self.module.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        names = [n for n, p in self.module.named_parameters() if p.requires_grad]
+        for shadow, name in zip(self.ema.shadow_params, names, strict=True):
+            shadow.copy_(ema_state[name].to(shadow.device, shadow.dtype))
+        self.ema.optimization_step = int(state["ema_step"])
+        self.step = int(state["step"])
+
+    def save(self) -> None:
+        """Checkpoint (raw + EMA + optimiser) and the EMA pipeline, both atomically; rank 0 only."""
+        if self.rank != 0:
+            return
+        state = {
+            "step": self.step,
+            "ema_step": int(self.ema.optimization_step),
+            "config": self.config.to_dict(),
+            "fingerprint": json.loads(json.dumps(self._fingerprint(), default=str)),
+        }
+        save_checkpoint(
+            self.checkpoint_dir, self.module, self.optimizer, self.ema.shadow_params, state
+        )
+        self.ema.store(self.params)
+        self.ema.copy_to(self.params)
+        try:
+            save_pipeline(self.pipe, self.run_dir / "pipeline")
+        finally:
+            self.ema.restore(self.params)
+
+    # ------------------------------------------------------------------ steps
+    def _lr(self, step: int) -> float:
+        warm = self.config.warmup_steps
+        return self.config.lr * min(1.0, (step + 1) / warm) if warm else self.config.lr
+
+    def _autocast(self):
+        mp = self.config.mixed_precision
+        if mp == "no":
+            return nullcontext()
+        dtype = torch.bfloat16 if mp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def loss_at(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of the batch drawn for ``step`` (deterministic in seed, step and rank)."""
+        cfg = self.config
+        rng = step_rng(cfg.seed, step, self.rank)
+        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        if self.stage == "vae":
+            clips = draw_vae_clips(self.data, rng, cfg.batch_size, cfg.vae_clip_frames)
+            with self._autocast():
+                return vae_loss(self.pipe, clips, cfg, generator)
+        with_memory = self.stage == "stage2"
+        examples = [
+            draw_chunk(self.data, rng, with_memory, cfg.min_history, cfg.memory_source)
+            for _ in range(cfg.batch_size)
+        ]
+        encoded = encode_chunks(self.pipe, examples, cfg, generator)
+        with self._autocast():
+            loss = diffusion_loss(self.pipe, self.model, encoded, generator)
+        return loss, {}
+
+    def train_step(self) -> dict[str, float]:
+        start = time.perf_counter()
+        lr = self._lr(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss, extra = self.loss_at(self.step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at step {self.step}; stopping")
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.step(self.params)
+        self.step += 1
+        return {
+            "step": self.step,
+            "loss": loss.item(),
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "seconds": time.perf_counter() - start,
+            **extra,
+        }
+
+    def run(self) -> dict[str, float]:
+        """Train until ``config.steps``; checkpoint on time, on ``checkpoint_every`` and at the end."""
+        cfg = self.config
+        last_save = time.monotonic()
+        row: dict[str, float] = {}
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc=self.stage,
+            disable=not self.progress or self.rank != 0,
+        )
+        while self.step < cfg.steps:
+            row = self.train_step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                self._log(row)
+            due_time = time.monotonic() - last_save > cfg.checkpoint_minutes * 60
+            due_step = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+            if due_time or due_step or self.step == cfg.steps:
+                self.save()
+                self.plot()
+                last_save = time.monotonic()
+        bar.close()
+        return row
+
+    # ------------------------------------------------------------------ logs
+    def _truncate_log(self) -> None:
+        """Drop log rows past the checkpoint: a resumed run logs those steps again."""
+        if self.rank != 0 or not self.log_path.exists():
+            return
+        with self.log_path.open() as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            rows = [r for r in reader if int(r["step"]) <= self.step]
+        with self.log_path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _log(self, row: dict[str, float]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.log_path.exists() or self.log_path.stat().st_size == 0
+        if new:
+            base = ["step", "loss", "lr", "grad_norm", "seconds"]
+            self._fields = base + sorted(set(row) - set(base))
+        elif not getattr(self, "_fields", None):
+            with self.log_path.open() as f:
+                self._fields = next(csv.reader(f))
+        with self.log_path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def plot(self) -> Path | None:
+        """``RUN/loss_<stage>.png`` from the CSV log (needs matplotlib; skipped without it)."""
+        if self.rank != 0 or not self.log_path.exists():
+            return None
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return None
+        with self.log_path.open() as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            return None
+        steps = np.array([int(r["step"]) for r in rows])
+        loss = np.array([float(r["loss"]) for r in rows])
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+        ax.plot(steps, loss, lw=0.6, alpha=0.4, label="loss")
+        window = max(1, len(loss) // 50)
+        if window > 1:
+            smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1 :], smooth, lw=1.5, label=f"mean of {window}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_yscale(
+            "log" if loss.min() > 0 and loss.max() / max(loss.min(), 1e-12) > 20 else "linear"
+        )
+        ax.set_title(f"{self.stage}: {self.run_dir.name}")
+        ax.legend()
+        fig.tight_layout()
+        out = self.run_dir / f"loss_{self.stage}.png"
+        tmp = out.with_suffix(".tmp.png")
+        fig.savefig(tmp)
+        plt.close(fig)
+        tmp.replace(out)
+        return out
+
+
+def open_run_pipeline(run_dir: Path, init: str | None, **load: Any) -> ShareVersePipeline:
+    """The run's current model: ``RUN/pipeline`` if present, else built from ``init``."""
+    from ..loading import from_cogvideox, load_model
+
+    current = Path(run_dir) / "pipeline"
+    if (current / "pipeline.json").is_file():
+        return load_pipeline(current)
+    if init is None:
+        raise ValueError(f"{run_dir} has no pipeline yet: pass --init (a config name or folder)")
+    if init.startswith("cogvideox:"):
+        return from_cogvideox(init.split(":", 1)[1], **load)
+    return load_model(init)

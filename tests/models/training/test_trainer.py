@@ -1,0 +1,149 @@
+"""Training: the loss falls, resume is exact, checkpoints are checked, DDP and full-size paths run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _fake_data import FakeData
+from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.training import TrainConfig, Trainer
+from shareverse_env.models.training.batches import draw_chunk, retrieve_memory, step_rng
+from shareverse_env.models.training.trainer import open_run_pipeline
+
+HERE = Path(__file__).parent
+
+
+def make_trainer(run: Path, stage: str, steps: int, **kwargs) -> Trainer:
+    pipe = open_run_pipeline(run, "tiny")
+    cfg = TrainConfig(stage=stage, steps=steps, lr=3e-3, warmup_steps=0, **kwargs)
+    return Trainer(pipe, FakeData(), run, cfg, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("stage", "steps", "factor"), [("stage1", 12, 0.6), ("stage2", 12, 0.6), ("vae", 10, 0.95)]
+)
+def test_a_few_steps_lower_the_loss(tmp_path: Path, stage: str, steps: int, factor: float) -> None:
+    trainer = make_trainer(tmp_path / "run", stage, steps)
+    with torch.no_grad():
+        before = float(trainer.loss_at(0)[0])
+    trainer.run()
+    with torch.no_grad():
+        after = float(trainer.loss_at(0)[0])
+    assert after < factor * before, (before, after)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    straight = make_trainer(tmp_path / "a", "stage2", 6)
+    straight.run()
+    first = make_trainer(tmp_path / "b", "stage2", 3)
+    first.run()
+    resumed = make_trainer(tmp_path / "b", "stage2", 6)  # reloads RUN/pipeline + checkpoint
+    assert resumed.step == 3
+    resumed.run()
+    for (name, a), (_, b) in zip(
+        straight.module.state_dict().items(), resumed.module.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    for a, b in zip(straight.ema.shadow_params, resumed.ema.shadow_params, strict=True):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        assert float(straight.loss_at(6)[0]) == float(resumed.loss_at(6)[0])
+    with (tmp_path / "b" / "log_stage2.csv").open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "b" / "loss_stage2.png").stat().st_size > 1000
+
+
+def test_run_pipeline_holds_the_ema_weights(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path / "run", "stage1", 3)
+    trainer.run()
+    saved = ShareVersePipeline.from_pretrained(tmp_path / "run" / "pipeline")
+    names = [n for n, p in trainer.module.named_parameters() if p.requires_grad]
+    state = saved.transformer.state_dict()
+    for name, shadow in zip(names, trainer.ema.shadow_params, strict=True):
+        assert torch.equal(state[name], shadow), name
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path: Path) -> None:
+    make_trainer(tmp_path / "run", "stage1", 1).run()
+    other = ShareVersePipeline.from_config_name("tiny")
+    other.transformer = type(other.transformer)(**{**other.transformer.config, "num_layers": 4})
+    with pytest.raises(ValueError, match="another model"):
+        Trainer(other, FakeData(), tmp_path / "run", TrainConfig(stage="stage1", steps=2))
+
+
+def test_damaged_checkpoint_is_refused(tmp_path: Path) -> None:
+    make_trainer(tmp_path / "run", "stage1", 1).run()
+    (tmp_path / "run" / "checkpoints" / "stage1" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="damaged"):
+        make_trainer(tmp_path / "run", "stage1", 2)
+    (tmp_path / "run" / "checkpoints" / "stage1" / "optimizer.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"optimizer\.pt"):
+        make_trainer(tmp_path / "run", "stage1", 2)
+
+
+def test_memory_is_retrieved_from_earlier_frames_by_eq3() -> None:
+    data = FakeData(sequences=1, agents=2, frames=60)
+    poses = data[0].poses
+    start = 20
+    agents, times = retrieve_memory(poses, start, "all")
+    assert (times <= start).all()
+    queries_end = poses[:, start + 28, :2]
+    # Driving straight ahead, the last query is the chunk's end: the nearest archived frame of
+    # all agents' histories is the newest frame of whichever agent is closest.
+    for a in range(2):
+        hist = poses[:, : start + 1, :2].reshape(-1, 2)
+        best = np.argmin(np.linalg.norm(hist - queries_end[a], axis=1))
+        assert (agents[a, -1], times[a, -1]) == (best // (start + 1), best % (start + 1))
+    example = draw_chunk(data, step_rng(0, 1), True, 8, "all")
+    assert example.memory_frames.shape == (2, 4, 64, 96, 3)
+    assert example.video.shape == (2, 29, 64, 96, 3)
+
+
+def test_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        str(HERE / "_ddp_worker.py"),
+        str(tmp_path / "run"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank 0 ok" in done.stdout and "rank 1 ok" in done.stdout
+    assert (tmp_path / "run" / "pipeline" / "pipeline.json").is_file()
+
+
+def test_full_size_code_path_at_tiny_scale(tmp_path: Path) -> None:
+    # The paper's fine-tuning: from a CogVideoX folder, gradient checkpointing, bf16 autocast.
+    from diffusers import CogVideoXTransformer3DModel
+    from shareverse_env.models import MODEL_SPECS, build_scheduler, build_vae
+
+    folder = tmp_path / "cogvideox"
+    torch.manual_seed(0)
+    CogVideoXTransformer3DModel(
+        **MODEL_SPECS["tiny"].transformer, use_rotary_positional_embeddings=True
+    ).save_pretrained(folder / "transformer", safe_serialization=True)
+    build_vae("tiny").save_pretrained(folder / "vae", safe_serialization=True)
+    build_scheduler().save_pretrained(folder / "scheduler")
+    pipe = open_run_pipeline(tmp_path / "run", f"cogvideox:{folder}", view_hw=(32, 48))
+    cfg = TrainConfig(
+        stage="stage2", steps=2, gradient_checkpointing=True, mixed_precision="bf16", warmup_steps=0
+    )
+    trainer = Trainer(pipe, FakeData(hw=(64, 96)), tmp_path / "run", cfg, progress=False)
+    assert trainer.module.gradient_checkpointing
+    row = trainer.run()
+    assert np.isfinite(row["loss"])
+    assert (tmp_path / "run" / "checkpoints" / "stage2" / "state.json").is_file()
