@@ -79,6 +79,13 @@ def main(argv: list[str] | None = None) -> None:
     if len(data) == 0:
         raise SystemExit(f"no complete sequences in {args.data}/{args.split}")
     pipe = open_run_pipeline(args.out, args.init)
+    view_hw = tuple(data[0].frames.shape[-3:-1])
+    if view_hw != pipe.frame_shape[:2]:
+        raise SystemExit(
+            f"the dataset's tiled frames are {view_hw[0]}x{view_hw[1]} but the model generates "
+            f"{pipe.frame_shape[0]}x{pipe.frame_shape[1]}: synthesize with --view-hw "
+            f"{pipe.view_hw[0]} {pipe.view_hw[1]} or pick the matching config"
+        )
     lr = args.lr if args.lr is not None else (2e-4 if args.stage == "vae" else 1e-4)
     config = TrainConfig(
         stage=args.stage,
