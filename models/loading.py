@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from shareverse_env.files import atomic_folder
 from shareverse_env.geometry import CameraRig
 
 from .configs import SCHEDULER_CONFIG, get_spec
@@ -36,9 +35,7 @@ def save_pipeline(pipe: ShareVersePipeline, folder: str | os.PathLike[str]) -> N
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         pipe.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)
         pipe.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         pipe.scheduler.save_pretrained(tmp / "scheduler")
@@ -55,17 +52,6 @@ def save_pipeline(pipe: ShareVersePipeline, folder: str | os.PathLike[str]) -> N
             "guidance_scale": pipe.guidance_scale,
         }
         (tmp / PIPELINE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _require(folder: Path, relative: list[str]) -> None:
