@@ -57,37 +57,27 @@ def test_three_stages_then_the_env_runs_the_trained_pipeline(dataset: Path, tmp_
     assert obs["agent_0"].shape == (64, 96, 3)
 
 
+def stage1_args(dataset: Path, out: Path, *extra: str) -> list[str]:
+    """A one-step stage-1 command line (plus ``extra`` flags)."""
+    return [
+        "--data",
+        str(dataset),
+        "--out",
+        str(out),
+        "--stage",
+        "stage1",
+        "--steps",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
+
+
 def test_a_dataset_of_another_resolution_is_refused(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="synthesize with --view-hw 64 96"):
-        train_main(
-            [
-                "--data",
-                str(dataset),
-                "--out",
-                str(tmp_path / "r"),
-                "--stage",
-                "stage1",
-                "--steps",
-                "1",
-                "--init",
-                "small",
-                "--no-progress",
-            ]
-        )
+        train_main(stage1_args(dataset, tmp_path / "r", "--init", "small"))
 
 
 def test_a_new_run_needs_an_init(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--init"):
-        train_main(
-            [
-                "--data",
-                str(dataset),
-                "--out",
-                str(tmp_path / "r"),
-                "--stage",
-                "stage1",
-                "--steps",
-                "1",
-                "--no-progress",
-            ]
-        )
+        train_main(stage1_args(dataset, tmp_path / "r"))
