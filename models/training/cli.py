@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument("--checkpoint-every", type=int, default=0)
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0.0,
+        help="stop this invocation after so many minutes (checkpointed; rerun to go on)",
+    )
     parser.add_argument("--memory-source", choices=["all", "others", "own"], default="all")
     parser.add_argument("--split", default="train")
     parser.add_argument("--no-progress", action="store_true")
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         gradient_checkpointing=args.gradient_checkpointing,
         checkpoint_minutes=args.checkpoint_minutes,
         checkpoint_every=args.checkpoint_every,
+        max_minutes=args.max_minutes,
         memory_source=args.memory_source,
     )
     trainer = Trainer(pipe, data, args.out, config, progress=not args.no_progress)

@@ -31,6 +31,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     checkpoint_minutes: float = 10.0
     checkpoint_every: int = 0
+    # Wall-clock budget of one invocation (0: none): stop after the step in progress, save.
+    max_minutes: float = 0.0
     log_every: int = 1
     # Paper Sec. 3.4 / CogVideoX-I2V: pixel noise σ = exp(N(mean, std)) on the conditioning frame.
     image_noise_log_mean: float = -3.0
@@ -45,6 +47,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}; got {self.stage!r}")
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0; got {self.max_minutes}")
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")

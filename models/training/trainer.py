@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,10 @@ class Trainer:
         self.step = 0
         self.checkpoint_dir = self.run_dir / "checkpoints" / self.stage
         self.log_path = self.run_dir / f"log_{self.stage}.csv"
+        # One thread draws the next batch while the current step runs (numpy copies release
+        # the GIL); draws depend only on (seed, step, rank), so prefetching keeps resume exact.
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
+        self._pending: dict[int, Future] = {}
         self._resume()
         self._truncate_log()
 
@@ -151,21 +156,37 @@ class Trainer:
         dtype = torch.bfloat16 if mp == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def loss_at(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of the batch drawn for ``step`` (deterministic in seed, step and rank)."""
+    def _draw(self, step: int) -> tuple[int, Any]:
+        """The generator seed and the raw examples (numpy) of ``step``'s batch."""
         cfg = self.config
         rng = step_rng(cfg.seed, step, self.rank)
-        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        seed = int(rng.integers(2**63 - 1))
         if self.stage == "vae":
-            clips = draw_vae_clips(self.data, rng, cfg.batch_size, cfg.vae_clip_frames)
-            with self._autocast():
-                return vae_loss(self.pipe, clips, cfg, generator)
+            return seed, draw_vae_clips(self.data, rng, cfg.batch_size, cfg.vae_clip_frames)
         with_memory = self.stage == "stage2"
         examples = [
             draw_chunk(self.data, rng, with_memory, cfg.min_history, cfg.memory_source)
             for _ in range(cfg.batch_size)
         ]
-        encoded = encode_chunks(self.pipe, examples, cfg, generator)
+        return seed, examples
+
+    def _batch(self, step: int) -> tuple[int, Any]:
+        pending = self._pending.pop(step, None)
+        return pending.result() if pending is not None else self._draw(step)
+
+    def _prefetch(self, step: int) -> None:
+        if step < self.config.steps and step not in self._pending:
+            self._pending = {step: self._prefetcher.submit(self._draw, step)}
+
+    def loss_at(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of the batch drawn for ``step`` (deterministic in seed, step and rank)."""
+        cfg = self.config
+        seed, batch = self._batch(step)
+        generator = torch.Generator().manual_seed(seed)
+        if self.stage == "vae":
+            with self._autocast():
+                return vae_loss(self.pipe, batch, cfg, generator)
+        encoded = encode_chunks(self.pipe, batch, cfg, generator)
         with self._autocast():
             loss = diffusion_loss(self.pipe, self.model, encoded, generator)
         return loss, {}
@@ -176,6 +197,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss, extra = self.loss_at(self.step)
+        self._prefetch(self.step + 1)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at step {self.step}; stopping")
         loss.backward()
@@ -194,9 +216,10 @@ class Trainer:
         }
 
     def run(self) -> dict[str, float]:
-        """Train until ``config.steps``; checkpoint on time, on ``checkpoint_every`` and at the end."""
+        """Train until ``config.steps`` (or ``max_minutes``); checkpoint on time, on
+        ``checkpoint_every`` and at the end."""
         cfg = self.config
-        last_save = time.monotonic()
+        last_save = started = time.monotonic()
         row: dict[str, float] = {}
         bar = tqdm(
             total=cfg.steps,
@@ -210,14 +233,29 @@ class Trainer:
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                 self._log(row)
+            out_of_time = self._out_of_time(started)
             due_time = time.monotonic() - last_save > cfg.checkpoint_minutes * 60
             due_step = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
-            if due_time or due_step or self.step == cfg.steps:
+            if due_time or due_step or out_of_time or self.step == cfg.steps:
                 self.save()
                 self.plot()
                 last_save = time.monotonic()
+            if out_of_time:
+                break
         bar.close()
+        self._pending.clear()
         return row
+
+    def _out_of_time(self, started: float) -> bool:
+        """Whether ``max_minutes`` has passed — agreed by all ranks, so none waits on the others."""
+        if not self.config.max_minutes:
+            return False
+        late = time.monotonic() - started > self.config.max_minutes * 60
+        if self.world > 1:
+            flag = torch.tensor([float(late)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            late = bool(flag.item())
+        return late
 
     # ------------------------------------------------------------------ logs
     def _truncate_log(self) -> None:

@@ -61,6 +61,16 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
     assert (tmp_path / "b" / "loss_stage2.png").stat().st_size > 1000
 
 
+def test_time_budget_stops_early_with_a_checkpoint_and_resume_goes_on(tmp_path: Path) -> None:
+    budgeted = make_trainer(tmp_path / "run", "stage1", 50, max_minutes=1e-9)
+    budgeted.run()
+    assert budgeted.step == 1  # the step in progress finishes, then the run stops and saves
+    resumed = make_trainer(tmp_path / "run", "stage1", 3)
+    assert resumed.step == 1
+    resumed.run()
+    assert resumed.step == 3
+
+
 def test_run_pipeline_holds_the_ema_weights(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path / "run", "stage1", 3)
     trainer.run()
