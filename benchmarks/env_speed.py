@@ -25,7 +25,11 @@ def peak_rss_mib() -> float:
 
 def measure(agents: int, steps: int, seed: int) -> dict[str, float]:
     env = shareverse_env.parallel_env(
-        num_agents=agents, max_cycles=steps + 1, terminate_on_collision=False, scenario="following"
+        backend="world",
+        num_agents=agents,
+        max_cycles=steps + 1,
+        terminate_on_collision=False,
+        scenario="following",
     )
     t0 = time.perf_counter()
     env.reset(seed=seed)

@@ -32,7 +32,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--scenario", choices=SCENARIOS, default="head_on")
     parser.add_argument("--weather", choices=sorted(WEATHERS), default="clear_noon")
-    parser.add_argument("--backend", choices=["world", "shareverse"], default="world")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "world", "shareverse"],
+        default="auto",
+        help="auto: the shipped trained model when installed, else the exact renderer",
+    )
     parser.add_argument(
         "--model",
         default=None,
@@ -54,7 +59,7 @@ def main() -> None:
         raise SystemExit(f"--out must end in .mp4; got {args.out}")
     env = shareverse_env.parallel_env(
         backend=args.backend,
-        **({"model": args.model} if args.backend == "shareverse" else {}),
+        **({"model": args.model} if args.backend != "world" else {}),
         num_agents=args.agents,
         max_cycles=args.chunks,
         scenario=args.scenario,

@@ -36,6 +36,7 @@ def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = shareverse_env.parallel_env(
+        backend="world",  # the gallery shows the ground truth
         num_agents=args.agents,
         render_mode="rgb_array",
         max_cycles=max(args.steps, 1),

@@ -9,6 +9,9 @@ backends share this interface:
   generative ShareVerse model with its spatial memory (imported on first use: it loads torch
   and diffusers).
 
+``"auto"`` (the env's default) picks ``"shareverse"`` when the package ships trained weights
+(or a ``model`` is given) and ``"world"`` otherwise: see :func:`default_backend_name`.
+
 Example:
     >>> import numpy as np
     >>> from shareverse_env.world.generator import generate_town
@@ -21,7 +24,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,3 +168,28 @@ def make_backend(name: str | Backend, **kwargs: Any) -> Backend:
 
         BACKENDS["shareverse"] = ShareVerseBackend
     return BACKENDS[name](**kwargs)
+
+
+def shipped_weights_folder() -> Path | None:
+    """The trained pipeline folder shipped in the package, or ``None`` when this install has none.
+
+    Found without importing torch: the folder lives inside ``shareverse_env.models``.
+    """
+    spec = importlib.util.find_spec("shareverse_env.models")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(location) / "weights" / "small"
+        if (folder / "pipeline.json").is_file():
+            return folder
+    return None
+
+
+def default_backend_name(model: Any = None) -> str:
+    """What ``backend="auto"`` means: the generative backend when there is a model to run
+    (``model`` given, or shipped weights installed), else the exact renderer.
+
+    >>> default_backend_name(model="tiny")
+    'shareverse'
+    """
+    if model is not None or shipped_weights_folder() is not None:
+        return "shareverse"
+    return "world"

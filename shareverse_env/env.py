@@ -43,7 +43,7 @@ import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from .backends import Backend, make_backend
+from .backends import Backend, default_backend_name, make_backend
 from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses, plan_chunk
 from .rewards import RewardConfig, chunk_reward
 from .scenarios import SCENARIOS, make_scenario
@@ -66,8 +66,9 @@ class EnvConfig:
     """Every setting of the env, with its default. Keywords of :func:`parallel_env` fill it.
 
     Attributes:
-        backend: ``"world"`` (exact renderer), ``"shareverse"`` (the generative model) or a
-            :class:`~shareverse_env.backends.Backend`.
+        backend: ``"auto"`` (default: the generative model when trained weights are shipped or
+            ``model`` is given, else the exact renderer), ``"world"`` (exact renderer),
+            ``"shareverse"`` (the generative model) or a :class:`~shareverse_env.backends.Backend`.
         model: for ``backend="shareverse"``: ``None`` (the shipped weights), a config name
             (``"tiny"``, ``"small"``: random weights), a pipeline folder or a pipeline object.
         backend_options: extra keywords of the backend (e.g. ``memory_source``,
@@ -88,7 +89,7 @@ class EnvConfig:
         reward: the reward weights.
     """
 
-    backend: str | Backend = "world"
+    backend: str | Backend = "auto"
     model: Any = None
     backend_options: dict[str, Any] | None = None
     num_agents: int = 2
@@ -377,15 +378,14 @@ class ShareVerseParallelEnv(ParallelEnv):
             return cfg.backend
         options = dict(cfg.backend_options or {})
         view_hw = None if cfg.view_hw is None else tuple(cfg.view_hw)
-        if cfg.backend == "shareverse":
-            return make_backend(cfg.backend, view_hw=view_hw, rig=rig, model=cfg.model, **options)
+        name = default_backend_name(cfg.model) if cfg.backend == "auto" else cfg.backend
+        if name == "shareverse":
+            return make_backend(name, view_hw=view_hw, rig=rig, model=cfg.model, **options)
         if cfg.model is not None:
             raise ValueError(
                 f"model= is only used by backend='shareverse'; got backend={cfg.backend!r}"
             )
-        return make_backend(
-            cfg.backend, view_hw=view_hw or (64, 96), rig=rig or CameraRig(), **options
-        )
+        return make_backend(name, view_hw=view_hw or (64, 96), rig=rig or CameraRig(), **options)
 
     def _reset_state(self) -> None:
         self._poses: np.ndarray | None = None

@@ -17,6 +17,7 @@ DRIVE = np.array([8.0, 0.0, 0.0], dtype=np.float32)
 
 def make(**kwargs):
     kwargs.setdefault("max_cycles", 3)
+    kwargs.setdefault("backend", "world")  # the default would be the (slow) generative model
     return shareverse_env.parallel_env(**kwargs)
 
 
@@ -51,7 +52,7 @@ def test_max_cycles():
     class Module:
         @staticmethod
         def parallel_env(**kw):
-            return shareverse_env.parallel_env(terminate_on_collision=False, **kw)
+            return shareverse_env.parallel_env(backend="world", terminate_on_collision=False, **kw)
 
         @staticmethod
         def env(**kw):
@@ -61,9 +62,9 @@ def test_max_cycles():
 
 
 def test_registry():
-    par = pettingzoo.make("parallel", shareverse_env.ENV_ID, num_agents=1)
+    par = pettingzoo.make("parallel", shareverse_env.ENV_ID, backend="world", num_agents=1)
     assert isinstance(par, shareverse_env.ShareVerseParallelEnv)
-    aec = pettingzoo.make("aec", shareverse_env.ENV_ID, num_agents=1)
+    aec = pettingzoo.make("aec", shareverse_env.ENV_ID, backend="world", num_agents=1)
     aec.reset(seed=0)
     assert aec.agents == ["agent_0"]
 
@@ -296,7 +297,7 @@ def test_bad_config():
     with pytest.raises(ValueError, match="weather"):
         shareverse_env.parallel_env(weather="hail")
     with pytest.raises(ValueError, match="multiples of 16"):
-        shareverse_env.parallel_env(view_hw=(60, 90))
+        shareverse_env.parallel_env(backend="world", view_hw=(60, 90))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ def read_video(path):
 
 
 def make(tmp_path, **kwargs):
-    env = shareverse_env.parallel_env(max_cycles=2, terminate_on_collision=False, **kwargs)
+    env = shareverse_env.parallel_env(
+        backend="world", max_cycles=2, terminate_on_collision=False, **kwargs
+    )
     return RecordVideo(env, tmp_path, episode_trigger=lambda _: True, name_prefix="test")
 
 
@@ -64,7 +66,7 @@ def test_error_in_step_keeps_recording_playable(tmp_path):
 
 
 def test_episode_trigger_and_names(tmp_path):
-    env = shareverse_env.parallel_env(max_cycles=1, num_agents=1)
+    env = shareverse_env.parallel_env(backend="world", max_cycles=1, num_agents=1)
     env = RecordVideo(
         env, tmp_path / "videos", episode_trigger=lambda k: k % 2 == 1, name_prefix="ep"
     )
