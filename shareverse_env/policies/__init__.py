@@ -1,0 +1,65 @@
+"""Policies for the ShareVerse env: a route-following expert and two baselines.
+
+A policy is a callable ``policy(observations) -> {agent: action}`` for the env's live agents
+(:class:`Policy`). :func:`make_policy` builds one by name.
+
+==============  ================================================================================
+``"expert"``    :class:`RouteFollowingExpert`: follows each scenario route at town speed, keeps
+                its distance to cars ahead (time-to-collision rule), checks every chunk for
+                collisions before driving it
+``"random"``    :func:`random_policy`: uniform samples of the action space
+``"still"``     :func:`still_policy`: the zero pose delta, every car stands where it is
+==============  ================================================================================
+
+Example:
+    >>> import shareverse_env
+    >>> from shareverse_env.policies import make_policy
+    >>> env = shareverse_env.parallel_env(backend="world", max_cycles=2)
+    >>> obs, infos = env.reset(seed=0)
+    >>> policy = make_policy("expert", env)
+    >>> obs, rewards, terms, truncs, infos = env.step(policy(obs))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pettingzoo import ParallelEnv
+
+from .base import Policy, reset_policy
+from .expert import RouteFollowingExpert
+from .rollout import Outcome, run_episode
+from .simple import RandomPolicy, StillPolicy, random_policy, still_policy
+
+POLICIES: tuple[str, ...] = ("expert", "random", "still")
+"""Names :func:`make_policy` knows."""
+
+
+def make_policy(name: str, env: ParallelEnv, seed: int | None = 0, **kwargs: Any) -> Policy:
+    """The policy called ``name`` (one of :data:`POLICIES`) for ``env``.
+
+    ``seed`` seeds the random policy (the others are deterministic); ``kwargs`` go to the
+    policy's constructor (e.g. ``cruise_speed=6.0`` or ``agents=[...]`` for the expert).
+    """
+    if name == "expert":
+        return RouteFollowingExpert(env, **kwargs)
+    if name == "random":
+        return random_policy(env, seed, **kwargs)
+    if name == "still":
+        return still_policy(env, **kwargs)
+    raise ValueError(f"make_policy: unknown policy name {name!r}; expected one of {POLICIES}")
+
+
+__all__ = [
+    "POLICIES",
+    "Outcome",
+    "Policy",
+    "RandomPolicy",
+    "RouteFollowingExpert",
+    "StillPolicy",
+    "make_policy",
+    "random_policy",
+    "reset_policy",
+    "run_episode",
+    "still_policy",
+]
