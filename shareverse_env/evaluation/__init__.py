@@ -1,0 +1,28 @@
+"""Evaluation of the generative model against the exact renderer (see ``docs/quality.md``).
+
+- :mod:`.metrics`: PSNR and SSIM on uint8 frames, optionally over a mask;
+- :mod:`.overlap`: co-visibility masks from ground-truth depth and poses;
+- :mod:`.variants`: the models and baselines compared (trained, ablations, trivial baselines);
+- :mod:`.quality`: the runner that generates every sequence chunk by chunk and scores it;
+- :mod:`.report`: the markdown summary, the conclusions and the figures.
+
+The command-line entry point is ``scripts/evaluate_quality.py``.
+"""
+
+from .metrics import psnr, ssim, ssim_map, ssim_tiled
+from .overlap import covisibility_masks
+from .quality import ChunkScore, QualityResult, evaluate_quality
+from .variants import VARIANTS, Variant
+
+__all__ = [
+    "VARIANTS",
+    "ChunkScore",
+    "QualityResult",
+    "Variant",
+    "covisibility_masks",
+    "evaluate_quality",
+    "psnr",
+    "ssim",
+    "ssim_map",
+    "ssim_tiled",
+]

@@ -1,0 +1,451 @@
+"""The quality runner: generate every evaluation sequence chunk by chunk and score it.
+
+For each sequence of a dataset split and each variant (:mod:`.variants`), an episode starts from
+the sequence's true first frames and poses. Chunk ``k`` plans the true poses
+``poses[:, 28k : 28k + 29]`` (row 0 is the conditioning frame) and its 28 new frames are
+compared with the true ``frames[:, 28k + 1 : 28k + 29]``. Generation is autoregressive: chunk
+``k > 0`` is conditioned on the variant's own last frame, never on the ground truth (except for
+the ``repeat_oracle`` reference). An 89-frame sequence gives 3 chunks.
+
+Every (sequence, agent, chunk, variant) gets one :class:`ChunkScore`: PSNR and SSIM computed per
+frame and averaged over the chunk's 28 frames, over all pixels and over the co-visibility mask
+(:func:`~.overlap.covisibility_masks`, the pixels that the other agent also sees). PSNR of a
+frame is capped at :data:`PSNR_CAP_DB` (identical frames would give ``inf``); SSIM uses
+:func:`~.metrics.ssim_tiled` (one map per camera view).
+
+Example (the two baselines, which need no model, on a one-sequence dataset):
+    >>> import tempfile
+    >>> from shareverse_env.data.format import (SequenceData, dataset_info, write_dataset_info,
+    ...                                         write_sequence)
+    >>> rng = np.random.default_rng(0)
+    >>> root = tempfile.mkdtemp()
+    >>> data = SequenceData(rng.integers(0, 256, (2, 29, 64, 96, 3), dtype=np.uint8),
+    ...                     np.full((2, 29, 64, 96), 10.0, np.float32),
+    ...                     np.zeros((2, 29, 3)), {"weather": "overcast"})
+    >>> _ = write_sequence(root, "val", 0, data)
+    >>> _ = write_dataset_info(root, dataset_info(num_agents=2, num_frames=29, view_hw=(32, 48),
+    ...                        splits={"val": {"sequences": 1}}, generator={}))
+    >>> result = evaluate_quality(root, "val", variants=["repeat", "repeat_oracle"],
+    ...                           progress=False)
+    >>> len(result.rows), result.variants, result.num_chunks
+    (4, ['repeat', 'repeat_oracle'], 1)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.format import SequenceData, rig_from_info
+from ..data.reader import SequenceDataset
+from ..geometry import CHUNK_FRAMES, NEW_FRAMES_PER_CHUNK, CameraRig
+from ..models.pipeline import ShareVersePipeline
+from ..models.vae import encode_video
+from .metrics import psnr, ssim_tiled
+from .overlap import covisibility_masks
+from .variants import VARIANTS, Variant, build_pipelines
+
+PSNR_CAP_DB = 60.0
+"""Per-frame PSNR cap, dB. A frame identical to the truth (a standing car repeated by the
+``repeat`` baselines) would score ``inf`` and swamp every average; 60 dB is far above any
+generated frame (an RMS error of 0.26 grey levels)."""
+
+DEFAULT_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
+"""All variants, in report order."""
+
+METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap")
+"""The scores of every :class:`ChunkScore`."""
+
+
+@dataclass
+class ChunkScore:
+    """Scores of one agent's chunk of one sequence under one variant (one CSV row).
+
+    PSNR/SSIM are per-frame values averaged over the chunk's frames; the ``_overlap`` ones are
+    computed over each frame's co-visible pixels and averaged over the frames that have any
+    (``nan`` when none has). ``overlap_fraction`` is the mean fraction of co-visible pixels.
+    """
+
+    sequence: str
+    scenario: str
+    weather: str
+    agent: int
+    chunk: int
+    variant: str
+    psnr: float
+    ssim: float
+    psnr_overlap: float
+    ssim_overlap: float
+    overlap_fraction: float
+    frames: int
+
+
+@dataclass
+class QualityResult:
+    """All scores of one evaluation run, with its settings and one sequence's sample frames.
+
+    Attributes:
+        rows: one :class:`ChunkScore` per (sequence, agent, chunk, variant).
+        config: the run's settings (JSON-friendly).
+        samples: ``{"variant", "sequence", "generated" (A, T, 2H, 2W, 3), "truth" (same)}`` for
+            one sequence (the frames of every chunk in order), or empty; not saved to JSON.
+    """
+
+    rows: list[ChunkScore]
+    config: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def variants(self) -> list[str]:
+        """Variants present, in report order."""
+        present = {r.variant for r in self.rows}
+        order = [v for v in VARIANTS if v in present]
+        return order + sorted(present - set(order))
+
+    @property
+    def num_chunks(self) -> int:
+        return 1 + max((r.chunk for r in self.rows), default=-1)
+
+    def values(self, variant: str, metric: str, chunk: int | None = None) -> np.ndarray:
+        """Scores of ``variant`` (one per sequence/agent[/chunk]) in row order."""
+        return np.array(
+            [
+                getattr(r, metric)
+                for r in self.rows
+                if r.variant == variant and (chunk is None or r.chunk == chunk)
+            ],
+            dtype=np.float64,
+        )
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per variant: the mean of each metric over all rows, and the mean PSNR per chunk.
+
+        Every row averages the same number of frames, so these are per-frame averages (the
+        overlap means skip rows without co-visible pixels).
+        """
+        out: dict[str, dict[str, float]] = {}
+        for variant in self.variants:
+            stats = {m: _nanmean(self.values(variant, m)) for m in METRICS}
+            for k in range(self.num_chunks):
+                stats[f"psnr_chunk{k}"] = _nanmean(self.values(variant, "psnr", k))
+                stats[f"ssim_chunk{k}"] = _nanmean(self.values(variant, "ssim", k))
+            stats["overlap_fraction"] = _nanmean(self.values(variant, "overlap_fraction"))
+            stats["rows"] = float(len(self.values(variant, "psnr")))
+            out[variant] = stats
+        return out
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write one row per score (``nan`` as an empty cell); returns the path."""
+        path = Path(path)
+        names = [f.name for f in fields(ChunkScore)]
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=names)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: _csv_cell(v) for k, v in asdict(row).items()})
+        os.replace(tmp, path)
+        return path
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write settings, rows and summary as strict JSON (``nan`` → ``null``); returns the path."""
+        path = Path(path)
+        doc = {
+            "config": self.config,
+            "summary": self.summary(),
+            "rows": [asdict(r) for r in self.rows],
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def save_samples(self, path: str | os.PathLike) -> Path | None:
+        """Write :attr:`samples` to an ``.npz`` (no pickle); ``None`` when there are none."""
+        if not self.samples:
+            return None
+        path = Path(path)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez_compressed(
+            tmp,
+            generated=self.samples["generated"],
+            truth=self.samples["truth"],
+            variant=np.array(self.samples["variant"]),
+            sequence=np.array(self.samples["sequence"]),
+        )
+        os.replace(tmp, path)
+        return path
+
+    def load_samples(self, path: str | os.PathLike) -> None:
+        """Read :attr:`samples` back from :meth:`save_samples`' file (``allow_pickle=False``)."""
+        with np.load(path, allow_pickle=False) as f:
+            self.samples = {
+                "generated": f["generated"],
+                "truth": f["truth"],
+                "variant": str(f["variant"]),
+                "sequence": str(f["sequence"]),
+            }
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> QualityResult:
+        """Read a file written by :meth:`to_json` (samples are not stored there)."""
+        doc = json.loads(Path(path).read_text())
+        rows = [
+            ChunkScore(**{k: (math.nan if v is None else v) for k, v in r.items()})
+            for r in doc["rows"]
+        ]
+        return cls(rows=rows, config=doc.get("config", {}))
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if len(x) else math.nan
+
+
+def _csv_cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return v
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+def frame_scores(
+    generated: np.ndarray, truth: np.ndarray, mask: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-frame PSNR (capped) and SSIM of tiled frames ``(T, 2H, 2W, 3)``, all and masked.
+
+    Returns ``{"psnr", "ssim", "psnr_overlap", "ssim_overlap"}``, each ``(T,)``; the masked
+    scores are ``nan`` for frames with an empty mask.
+    """
+    return {
+        "psnr": psnr(generated, truth, max_db=PSNR_CAP_DB),
+        "ssim": ssim_tiled(generated, truth),
+        "psnr_overlap": psnr(generated, truth, mask=mask, max_db=PSNR_CAP_DB),
+        "ssim_overlap": ssim_tiled(generated, truth, mask=mask),
+    }
+
+
+def _chunk_means(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: _nanmean(np.atleast_1d(v)) for k, v in scores.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Rollouts
+
+
+@torch.no_grad()
+def autoencode_chunk(pipeline: ShareVersePipeline, frames: np.ndarray) -> np.ndarray:
+    """A true chunk ``(A, 1 + 4k, 2H, 2W, 3)`` passed through the VAE: its ``4k`` new frames.
+
+    Encodes the whole chunk as one causal video, exactly as training encodes chunks, and
+    decodes it with the sampler's decoder; returns ``(A, 4k, 2H, 2W, 3)`` uint8 (28 frames for
+    a 29-frame chunk): the conditioning frame is dropped, as for generated chunks.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(pipeline.device)
+    x = x.permute(0, 4, 1, 2, 3).to(pipeline.vae.dtype) / 127.5 - 1.0  # (A, 3, 1 + 4k, 2H, 2W)
+    latents = encode_video(pipeline.vae, x) * pipeline.scaling_factor  # (A, C, 1 + k, h, w)
+    return pipeline.decode_latents(latents.permute(0, 2, 1, 3, 4))[:, 1:]
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def rollout(
+    variant: Variant,
+    data: SequenceData,
+    num_chunks: int,
+    pipeline: ShareVersePipeline | None = None,
+    noise_seed: int = 0,
+) -> Iterator[np.ndarray]:
+    """Yield the ``(A, 28, 2H, 2W, 3)`` frames of each of ``num_chunks`` chunks of ``data``.
+
+    Model variants run a :class:`~shareverse_env.generative_backend.ShareVerseBackend` on
+    ``pipeline`` started from the true first frames; the repeat baselines copy frames and the
+    autoencoder passes the true chunk through ``pipeline``'s VAE (see :mod:`.variants`).
+    """
+    frames, poses = data.frames, data.poses
+    new = NEW_FRAMES_PER_CHUNK
+    if variant.baseline == "repeat":
+        for _ in range(num_chunks):
+            yield np.repeat(frames[:, :1], new, axis=1)
+        return
+    if variant.baseline == "repeat_oracle":
+        for k in range(num_chunks):
+            yield np.repeat(frames[:, new * k : new * k + 1], new, axis=1)
+        return
+    if pipeline is None:
+        raise ValueError(f"variant {variant.name!r} needs a pipeline")
+    if variant.baseline == "autoencoder":
+        for k in range(num_chunks):
+            yield autoencode_chunk(pipeline, frames[:, new * k : new * k + CHUNK_FRAMES])
+        return
+    from ..generative_backend import ShareVerseBackend
+
+    backend = ShareVerseBackend(
+        model=pipeline, memory_source=variant.memory_source, seed=noise_seed
+    )
+    weather = data.meta.get("weather", "clear_noon")
+    backend.reset(None, weather, poses[:, 0], {"images": frames[:, 0], "noise_seed": noise_seed})
+    active = np.ones(data.num_agents, dtype=bool)
+    for k in range(num_chunks):
+        yield backend.generate(poses[:, new * k : new * k + CHUNK_FRAMES], active)
+
+
+# --------------------------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------------------------
+
+
+def dataset_rig(dataset: SequenceDataset) -> CameraRig:
+    """The camera rig of a dataset (``dataset.json``), checked against its stored intrinsics."""
+    info = dataset.info
+    if not info or "rig" not in info:
+        warnings.warn(
+            f"{dataset.root} has no dataset.json rig; assuming the default CameraRig", stacklevel=2
+        )
+        return CameraRig()
+    rig = rig_from_info(info["rig"])
+    height, width = info["view_hw"]
+    if "intrinsics" in info and not np.allclose(info["intrinsics"], rig.intrinsics(height, width)):
+        raise ValueError(f"{dataset.root}: dataset.json intrinsics disagree with its rig")
+    if "camera_to_ego" in info and not np.allclose(info["camera_to_ego"], rig.camera_to_ego()):
+        raise ValueError(f"{dataset.root}: dataset.json camera_to_ego disagrees with its rig")
+    return rig
+
+
+def evaluate_quality(
+    data_root: str | os.PathLike,
+    split: str = "val",
+    model: str | os.PathLike | ShareVersePipeline | None = None,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    sequences: int | None = None,
+    seed: int = 0,
+    num_chunks: int | None = None,
+    sample_sequence: int | None = 0,
+    progress: bool = True,
+) -> QualityResult:
+    """Score every variant on the first ``sequences`` sequences of ``split``.
+
+    Args:
+        data_root: a dataset folder (``shareverse-data generate``) with depth.
+        split: the split to evaluate.
+        model: the trained pipeline (a folder, a config name for a random model, a pipeline
+            object, or ``None`` for the shipped weights); needed by the model variants only.
+        variants: names from :data:`~.variants.VARIANTS`.
+        sequences: how many sequences (default all).
+        seed: seeds the untrained weights; sequence ``i`` uses noise seed ``seed + i`` for every
+            model variant, so variants differ only by their model, never by their noise.
+        num_chunks: chunks per sequence (default as many as the sequence holds).
+        sample_sequence: index of the sequence whose frames go to ``result.samples`` (the
+            ``trained`` variant's, else the first variant's); ``None`` keeps none.
+        progress: show a tqdm bar (one step per chunk of every variant).
+
+    Raises:
+        ValueError: unknown variants, an empty split, sequences too short for one chunk, or a
+            model whose view size differs from the dataset's.
+    """
+    variants = list(variants)
+    dataset = SequenceDataset(data_root, split)
+    if len(dataset) == 0:
+        raise ValueError(f"{data_root}: split {split!r} has no complete sequences")
+    count = len(dataset) if sequences is None else min(int(sequences), len(dataset))
+    pipelines = build_pipelines(model, variants, seed=seed)
+    rig = dataset_rig(dataset)
+    for name, pipe in pipelines.items():
+        view_hw = tuple((dataset.info or {}).get("view_hw", pipe.view_hw))
+        if view_hw != pipe.view_hw:
+            raise ValueError(
+                f"variant {name!r}: the model generates {pipe.view_hw} views, the dataset has "
+                f"{view_hw}"
+            )
+    sample_variant = "trained" if "trained" in variants else variants[0]
+    result = QualityResult(
+        rows=[],
+        config={
+            "data": str(data_root),
+            "split": split,
+            "model": str(model) if not isinstance(model, ShareVersePipeline) else "<pipeline>",
+            "variants": variants,
+            "sequences": dataset.ids[:count],
+            "seed": seed,
+            "psnr_cap_db": PSNR_CAP_DB,
+            "chunk_frames": CHUNK_FRAMES,
+        },
+    )
+    chunk_counts = []
+    for i in range(count):
+        available = (int(dataset.meta(i)["num_frames"]) - 1) // NEW_FRAMES_PER_CHUNK
+        if available < 1:
+            raise ValueError(
+                f"sequence {dataset.ids[i]} is shorter than one chunk ({CHUNK_FRAMES} frames)"
+            )
+        chunk_counts.append(available if num_chunks is None else min(available, int(num_chunks)))
+    bar = tqdm(
+        total=sum(chunk_counts) * len(variants), desc="quality", unit="chunk", disable=not progress
+    )
+    for i, chunks in enumerate(chunk_counts):
+        data = dataset[i]
+        if data.depth is None:
+            raise ValueError(f"sequence {dataset.ids[i]} has no depth")
+        used = 1 + chunks * NEW_FRAMES_PER_CHUNK
+        masks = covisibility_masks(data.depth[:, :used], data.poses[:, :used], rig)
+        for name in variants:
+            keep = sample_sequence == i and name == sample_variant
+            generated = []
+            stream = rollout(VARIANTS[name], data, chunks, pipelines.get(name), seed + i)
+            for k, frames in enumerate(stream):
+                bar.set_postfix(sequence=dataset.ids[i], variant=name, chunk=k)
+                window = slice(1 + NEW_FRAMES_PER_CHUNK * k, 1 + NEW_FRAMES_PER_CHUNK * (k + 1))
+                for a in range(data.num_agents):
+                    mask = masks[a, window]
+                    scores = _chunk_means(frame_scores(frames[a], data.frames[a, window], mask))
+                    result.rows.append(
+                        ChunkScore(
+                            sequence=dataset.ids[i],
+                            scenario=str(data.meta.get("scenario", "")),
+                            weather=str(data.meta.get("weather", "")),
+                            agent=a,
+                            chunk=k,
+                            variant=name,
+                            overlap_fraction=float(mask.mean()),
+                            frames=int(mask.shape[0]),
+                            **scores,
+                        )
+                    )
+                if keep:
+                    generated.append(frames)
+                bar.update(1)
+            if keep:
+                result.samples = {
+                    "variant": name,
+                    "sequence": dataset.ids[i],
+                    "generated": np.concatenate(generated, axis=1),
+                    "truth": data.frames[:, 1:used],
+                }
+    bar.close()
+    return result

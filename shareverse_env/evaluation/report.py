@@ -1,0 +1,320 @@
+"""Reports of a quality run: the markdown summary, the conclusions and the figures.
+
+The conclusions are computed from the numbers: each compares two variants on the rows they
+share (same sequence, agent and chunk), reports the mean difference, its standard error and how
+many rows the first variant wins, and calls a difference clear only when it exceeds twice its
+standard error.
+
+Matplotlib (the ``test``/``train`` extra) is imported only by the figure functions, with the
+Agg backend.
+
+Example:
+    >>> from shareverse_env.evaluation.quality import ChunkScore, QualityResult
+    >>> rows = [ChunkScore("000000", "head_on", "fog", a, k, v, p + a, 0.5, p, 0.5, 0.3, 28)
+    ...         for v, p in (("trained", 20.0), ("repeat", 18.0)) for a in (0, 1) for k in (0, 1)]
+    >>> print(summary_table(QualityResult(rows)))  # doctest: +NORMALIZE_WHITESPACE
+    | variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | PSNR chunk 0 | PSNR chunk 1 |
+    |---|---|---|---|---|---|---|
+    | trained | 20.50 | 0.5000 | 20.00 | 0.5000 | 20.50 | 20.50 |
+    | repeat | 18.50 | 0.5000 | 18.00 | 0.5000 | 18.50 | 18.50 |
+    >>> compare(QualityResult(rows), "trained", "repeat", "psnr")["wins"]
+    4
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .quality import QualityResult
+from .variants import VARIANTS
+
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("psnr", "PSNR all", "{:.2f}"),
+    ("ssim", "SSIM all", "{:.4f}"),
+    ("psnr_overlap", "PSNR overlap", "{:.2f}"),
+    ("ssim_overlap", "SSIM overlap", "{:.4f}"),
+)
+
+
+def _fmt(value: float, pattern: str) -> str:
+    return "n/a" if value is None or math.isnan(value) else pattern.format(value)
+
+
+def summary_table(result: QualityResult) -> str:
+    """Markdown table: one row per variant; means over all rows and PSNR per chunk index."""
+    summary = result.summary()
+    chunks = range(result.num_chunks)
+    head = ["variant", *(c[1] for c in COLUMNS), *(f"PSNR chunk {k}" for k in chunks)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, stats in summary.items():
+        cells = [variant, *(_fmt(stats[key], pattern) for key, _, pattern in COLUMNS)]
+        cells += [_fmt(stats[f"psnr_chunk{k}"], "{:.2f}") for k in chunks]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sign_test(wins: int, n: int) -> float:
+    """Two-sided exact sign-test p-value of ``wins`` successes in ``n`` paired comparisons."""
+    if n == 0:
+        return math.nan
+    k = max(wins, n - wins)
+    tail = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare(result: QualityResult, first: str, second: str, metric: str) -> dict[str, Any]:
+    """Paired comparison of two variants on ``metric`` over the rows both have.
+
+    Returns ``mean_first``, ``mean_second``, ``diff`` (first − second), ``se`` (standard error
+    of the paired differences), ``wins`` (rows where first > second), ``n``, ``sign_p`` (the
+    sign test's p-value) and ``verdict``: ``"better"``/``"worse"`` when ``|diff| > 2·se``;
+    else ``"better in most chunks"``/``"worse in most chunks"`` when the sign test gives
+    ``p < 0.05`` (a few large losses can hide a consistent win); else ``"no clear difference"``.
+    """
+    table: dict[tuple[str, int, int], dict[str, float]] = {}
+    for r in result.rows:
+        if r.variant in (first, second):
+            table.setdefault((r.sequence, r.agent, r.chunk), {})[r.variant] = getattr(r, metric)
+    pairs = np.array(
+        [
+            (v[first], v[second])
+            for v in table.values()
+            if first in v and second in v and not (math.isnan(v[first]) or math.isnan(v[second]))
+        ],
+        dtype=np.float64,
+    ).reshape(-1, 2)
+    n = len(pairs)
+    if n == 0:
+        nan = math.nan
+        keys = ("mean_first", "mean_second", "diff", "se", "sign_p")
+        return {**dict.fromkeys(keys, nan), "wins": 0, "n": 0, "verdict": "not measured"}
+    d = pairs[:, 0] - pairs[:, 1]
+    diff = float(d.mean())
+    se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    wins = int((d > 0).sum())
+    sign_p = sign_test(wins, int((d != 0).sum()))
+    verdict = "no clear difference"
+    if abs(diff) > 2 * se:
+        verdict = "better" if diff > 0 else "worse"
+    elif sign_p < 0.05:
+        verdict = "better in most chunks" if 2 * wins > n else "worse in most chunks"
+    return {
+        "mean_first": float(pairs[:, 0].mean()),
+        "mean_second": float(pairs[:, 1].mean()),
+        "diff": diff,
+        "se": se,
+        "wins": wins,
+        "n": n,
+        "sign_p": sign_p,
+        "verdict": verdict,
+    }
+
+
+def _sentence(result: QualityResult, first: str, second: str, metrics: tuple[str, ...]) -> str:
+    parts = []
+    for metric in metrics:
+        c = compare(result, first, second, metric)
+        if c["n"] == 0:
+            parts.append(f"{metric}: not measured")
+            continue
+        digits = 2 if metric.startswith("psnr") else 4
+        unit = " dB" if metric.startswith("psnr") else ""
+        parts.append(
+            f"{metric} {c['mean_first']:.{digits}f} vs {c['mean_second']:.{digits}f}{unit} "
+            f"(diff {c['diff']:+.{digits}f} ± {c['se']:.{digits}f}, {first} ahead in "
+            f"{c['wins']}/{c['n']} chunks, sign test p = {c['sign_p']:.2g}: **{c['verdict']}**)"
+        )
+    return "; ".join(parts)
+
+
+def _overall(result: QualityResult, first: str, second: str, metrics: tuple[str, ...]) -> str:
+    verdicts = [compare(result, first, second, m)["verdict"] for m in metrics]
+    better = [v.startswith("better") for v in verdicts]
+    worse = [v.startswith("worse") for v in verdicts]
+    if all(v == "better" for v in verdicts):
+        return "yes"
+    if all(better):
+        return "yes in most chunks, though not on every average (see the sign tests)"
+    if any(better) and not any(worse):
+        return "partly (better on some metrics, no clear difference on the others)"
+    if any(worse) and not any(better):
+        return "no, it is worse"
+    if any(better) and any(worse):
+        return "mixed (better on some metrics, worse on others)"
+    return "no clear difference"
+
+
+def conclusions(result: QualityResult) -> list[str]:
+    """The evaluation's questions, answered from the numbers (markdown list items)."""
+    have = set(result.variants)
+    both = ("psnr", "ssim")
+    questions = (
+        ("(a) trained beats the repeat baseline", "repeat", both),
+        ("(a) trained beats the untrained model", "untrained", both),
+        ("(b) memory helps (trained vs no_memory)", "no_memory", both),
+        (
+            "(c) cross-agent attention helps (trained vs no_cross_agent)",
+            "no_cross_agent",
+            (*both, "psnr_overlap", "ssim_overlap"),
+        ),
+    )
+    lines = []
+    for label, other, metrics in questions:
+        if "trained" not in have or other not in have:
+            lines.append(f"- **{label}**: not measured (variant missing).")
+            continue
+        verdict = _overall(result, "trained", other, metrics)
+        lines.append(f"- **{label}**: {verdict}. {_sentence(result, 'trained', other, metrics)}.")
+    for other, what in (
+        ("repeat_oracle", "a baseline given the true frame at every chunk start"),
+        ("autoencoder", "the VAE's reconstruction of the true chunk, the latent space's ceiling"),
+    ):
+        if "trained" in have and other in have:
+            sentence = _sentence(result, "trained", other, ("psnr", "ssim"))
+            lines.append(f"- *For reference*, trained vs {other} ({what}): {sentence}.")
+    return lines
+
+
+def summary_markdown(result: QualityResult, command: str | None = None) -> str:
+    """The whole ``summary.md``: settings, the table, the conclusions and the variants."""
+    cfg = result.config
+    lines = ["# ShareVerse quality against the exact renderer", ""]
+    if command:
+        lines += ["```", command, "```", ""]
+    agents = len({r.agent for r in result.rows})
+    lines += [
+        f"Data: `{cfg.get('data', '?')}` split `{cfg.get('split', '?')}`, "
+        f"{len(cfg.get('sequences', []))} sequences × {agents} agents × {result.num_chunks} "
+        f"chunks of 28 frames; model `{cfg.get('model', '?')}`; seed {cfg.get('seed', '?')}. "
+        f"PSNR per frame (capped at {cfg.get('psnr_cap_db', '?')} dB) and SSIM per frame "
+        "(Gaussian σ = 1.5, 11×11, per RGB channel, per camera view), averaged over frames, "
+        "agents, chunks and sequences; *overlap* = only the pixels the other agent also sees.",
+        "",
+        summary_table(result),
+        "",
+        "## Conclusions",
+        "",
+        "Computed from the numbers over paired chunks (same sequence, agent and chunk): a mean "
+        "difference is clear when it exceeds twice the standard error of the paired "
+        "differences; failing that, a sign test with p < 0.05 says which variant wins most "
+        "chunks.",
+        "",
+        *conclusions(result),
+        "",
+        "## Variants",
+        "",
+        *(f"- `{v}`: {VARIANTS[v].description}" for v in result.variants if v in VARIANTS),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_drift(result: QualityResult, path: str | os.PathLike) -> Path:
+    """``drift.png``: mean PSNR and SSIM per chunk index for every variant (± standard error)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100)
+    chunks = np.arange(result.num_chunks)
+    for variant in result.variants:
+        known = VARIANTS.get(variant)
+        style = "--" if known is not None and not known.is_model else "-"
+        for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
+            means, errs = [], []
+            for k in chunks:
+                v = result.values(variant, metric, int(k))
+                v = v[~np.isnan(v)]
+                means.append(v.mean() if len(v) else np.nan)
+                errs.append(v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0)
+            ax.errorbar(chunks, means, yerr=errs, marker="o", ls=style, capsize=3, label=variant)
+    for ax, name in zip(axes, ("PSNR (dB)", "SSIM"), strict=True):
+        ax.set_xlabel("chunk index (28 frames each, autoregressive)")
+        ax.set_ylabel(name)
+        ax.set_xticks(chunks)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle("Drift: quality per chunk against the exact renderer (mean ± s.e.)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def sample_columns(num_chunks: int, per_chunk: int = 3) -> list[int]:
+    """Frame offsets (into the concatenated new frames) shown by :func:`plot_samples`.
+
+    ``per_chunk`` frames spread over each chunk, always including the chunk's first and last.
+    """
+    offsets = np.linspace(0, 27, per_chunk).round().astype(int)
+    return [28 * k + int(o) for k in range(num_chunks) for o in offsets]
+
+
+def plot_samples(
+    result: QualityResult, path: str | os.PathLike, per_chunk: int = 3, colours: int = 128
+) -> Path | None:
+    """``samples.png``: generated vs true frames of both agents for the sample sequence.
+
+    Rows: for each agent, the generated frames then the true ones; columns: ``per_chunk``
+    frames of each chunk, labelled with the frame index. The PNG is palette-quantised to
+    ``colours`` colours to stay small. Returns ``None`` when the result holds no samples.
+    """
+    if not result.samples:
+        return None
+    plt = _pyplot()
+    gen, truth = result.samples["generated"], result.samples["truth"]
+    agents, total = gen.shape[:2]
+    cols = sample_columns(total // 28, per_chunk)
+    h, w = gen.shape[2:4]
+    scale = 1.0 / 100  # one figure inch per 100 frame pixels, saved at dpi 100: native size
+    fig, axes = plt.subplots(
+        2 * agents,
+        len(cols),
+        figsize=(len(cols) * w * scale, 2 * agents * h * scale + 0.6),
+        dpi=100,
+        squeeze=False,
+    )
+    for a in range(agents):
+        for row, (label, frames) in enumerate(((result.samples["variant"], gen), ("truth", truth))):
+            for c, t in enumerate(cols):
+                ax = axes[2 * a + row, c]
+                ax.imshow(frames[a, t], interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(f"agent {a}\n{label}", fontsize=7)
+                if a == 0 and row == 0:
+                    ax.set_title(f"chunk {t // 28}, frame {t + 1}", fontsize=7)
+    fig.suptitle(f"sequence {result.samples['sequence']}: generated vs ground truth", fontsize=9)
+    fig.subplots_adjust(left=0.04, right=0.995, top=0.9, bottom=0.005, wspace=0.03, hspace=0.05)
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    _quantise(path, colours)
+    return path
+
+
+def _quantise(path: Path, colours: int) -> None:
+    """Rewrite a PNG with an adaptive palette (Pillow comes with matplotlib)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        small = img.convert("RGB").quantize(colours, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)

@@ -1,0 +1,171 @@
+"""The models and baselines that the quality evaluation compares.
+
+Model variants run the ShareVerse pipeline through :class:`~shareverse_env.generative_backend.
+ShareVerseBackend`, chunk by chunk, each conditioned on its own last frame:
+
+- ``trained``: the trained pipeline with the shared memory pooled over all agents (``"all"``);
+- ``no_memory``: the same weights, generated without memory (``memory_source="none"``);
+- ``no_cross_agent``: a copy of the trained pipeline whose cross-agent output projections are
+  zero, so every cross-agent block is the identity (exactly its state at initialisation);
+- ``untrained``: a randomly initialised pipeline with the trained one's configuration.
+
+Trivial baselines generate nothing:
+
+- ``repeat``: every frame of every chunk is the episode's conditioning frame. Autoregressively
+  that is the last frame the baseline "generated", so it sees exactly what the model sees;
+- ``repeat_oracle``: every frame of chunk ``k`` is the *true* frame at the chunk's start, a
+  reference given more information than the model (the ground truth at every chunk).
+
+One more reference uses the trained pipeline's VAE only:
+
+- ``autoencoder``: the *true* chunk encoded and decoded by the VAE. No generated chunk can be
+  expected to beat it by much: it is the ceiling that the latent space sets on PSNR and SSIM.
+
+Example:
+    >>> pipe = load_model("tiny")
+    >>> ablated = zero_cross_agent(pipe)
+    >>> ablated is pipe, cross_agent_projection_names(ablated)[:2]
+    (False, ['cross_agent_blocks.0.proj.weight', 'cross_agent_blocks.0.proj.bias'])
+    >>> sorted(VARIANTS) == sorted(MODEL_VARIANTS + BASELINES)
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from ..models.cross_agent import CrossAgentAttention
+from ..models.loading import load_model
+from ..models.pipeline import ShareVersePipeline
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the comparison.
+
+    Attributes:
+        name: the variant's name in results and tables.
+        description: one line for the report.
+        memory_source: the backend's ``memory_source`` (model variants only).
+        baseline: ``None`` for a model variant, else ``"repeat"``, ``"repeat_oracle"`` or
+            ``"autoencoder"``.
+    """
+
+    name: str
+    description: str
+    memory_source: str = "all"
+    baseline: str | None = None
+
+    @property
+    def is_model(self) -> bool:
+        """Whether the variant generates frames with the diffusion model."""
+        return self.baseline is None
+
+    @property
+    def needs_pipeline(self) -> bool:
+        """Whether the variant needs a pipeline (the model variants and the autoencoder)."""
+        return self.baseline in (None, "autoencoder")
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("trained", "trained model, shared memory (all agents)"),
+        Variant("no_memory", "trained model, no memory retrieval", memory_source="none"),
+        Variant("no_cross_agent", "trained model, cross-agent projections zeroed"),
+        Variant("untrained", "random weights, same configuration"),
+        Variant("repeat", "repeat the episode's conditioning frame", baseline="repeat"),
+        Variant(
+            "repeat_oracle", "repeat the TRUE frame at each chunk start", baseline="repeat_oracle"
+        ),
+        Variant(
+            "autoencoder",
+            "VAE encode + decode of the TRUE chunk (the latent space's ceiling)",
+            baseline="autoencoder",
+        ),
+    )
+}
+"""Every variant the runner knows, in report order."""
+
+MODEL_VARIANTS: list[str] = [n for n, v in VARIANTS.items() if v.is_model]
+BASELINES: list[str] = [n for n, v in VARIANTS.items() if not v.is_model]
+
+
+def cross_agent_projection_names(pipe: ShareVersePipeline) -> list[str]:
+    """Parameter names of the cross-agent blocks' output projections (weight and bias)."""
+    names = []
+    for prefix, module in pipe.transformer.named_modules():
+        if isinstance(module, CrossAgentAttention):
+            names += [f"{prefix}.proj.{p}" for p, _ in module.proj.named_parameters()]
+    return names
+
+
+def zero_cross_agent(pipe: ShareVersePipeline) -> ShareVersePipeline:
+    """A deep copy of ``pipe`` whose cross-agent output projections are zero.
+
+    With a zero projection a :class:`CrossAgentAttention` block returns its input unchanged, so
+    the copy is the trained model with cross-agent attention switched off; every other weight is
+    shared by value with ``pipe``, which is left untouched.
+    """
+    ablated = copy.deepcopy(pipe)
+    with torch.no_grad():
+        for module in ablated.transformer.modules():
+            if isinstance(module, CrossAgentAttention):
+                module.proj.weight.zero_()
+                module.proj.bias.zero_()
+    return ablated
+
+
+def random_like(pipe: ShareVersePipeline, seed: int = 0) -> ShareVersePipeline:
+    """A randomly initialised pipeline with ``pipe``'s transformer and VAE configuration.
+
+    Initialised the way the training starts (cross-agent and raymap outputs at zero); seeded by
+    ``seed`` without touching the caller's global torch RNG.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = type(pipe.transformer).from_config(pipe.transformer.config)
+        vae = type(pipe.vae).from_config(pipe.vae.config)
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    fresh = ShareVersePipeline(
+        transformer,
+        vae,
+        scheduler,
+        pipe.view_hw,
+        rig=pipe.rig,
+        num_inference_steps=pipe.num_inference_steps,
+        guidance_scale=pipe.guidance_scale,
+    )
+    # Cast only when needed: diffusers warns about any dtype cast, even a no-op one.
+    return fresh.to(pipe.device, None if pipe.dtype == fresh.dtype else pipe.dtype)
+
+
+def build_pipelines(
+    model: str | ShareVersePipeline, names: list[str], seed: int = 0
+) -> dict[str, ShareVersePipeline]:
+    """The pipeline each model variant in ``names`` runs (baselines get none).
+
+    ``trained``, ``no_memory`` and ``autoencoder`` share one object; ``no_cross_agent`` and
+    ``untrained`` are built only when asked for.
+    """
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    wanted = [n for n in names if VARIANTS[n].needs_pipeline]
+    if not wanted:
+        return {}
+    trained = load_model(model, seed=seed)
+    out: dict[str, ShareVersePipeline] = {}
+    for name in wanted:
+        if name in ("trained", "no_memory", "autoencoder"):
+            out[name] = trained
+        elif name == "no_cross_agent":
+            out[name] = zero_cross_agent(trained)
+        elif name == "untrained":
+            # Offset the seed: with a config name as ``model`` the "trained" weights are random
+            # too, and must not be the very same draw.
+            out[name] = random_like(trained, seed=seed + 1)
+    return out

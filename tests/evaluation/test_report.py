@@ -1,0 +1,120 @@
+"""The report: table, conclusions computed from the numbers, and the figures (no model needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from shareverse_env.evaluation.quality import ChunkScore, QualityResult
+from shareverse_env.evaluation.report import (
+    compare,
+    conclusions,
+    plot_drift,
+    plot_samples,
+    sample_columns,
+    sign_test,
+    summary_table,
+)
+
+
+def _result(scores: dict[str, list[float]]) -> QualityResult:
+    """One row per score: sequence i // 2, agent i % 2, chunk 0; SSIM = PSNR / 40."""
+    rows = [
+        ChunkScore(
+            f"{i // 2:06d}", "head_on", "fog", i % 2, 0, variant, p, p / 40, p, p / 40, 0.5, 28
+        )
+        for variant, values in scores.items()
+        for i, p in enumerate(values)
+    ]
+    return QualityResult(rows, {"sequences": ["000000"]})
+
+
+def test_sign_test() -> None:
+    assert sign_test(22, 24) == pytest.approx(2 * (1 + 24 + 276) / 2**24)
+    assert sign_test(12, 24) == 1.0
+    assert sign_test(2, 24) == sign_test(22, 24)
+    assert math.isnan(sign_test(0, 0))
+
+
+def test_verdicts_follow_the_numbers() -> None:
+    base = [15.0, 16.0, 17.0, 18.0, 15.5, 16.5, 17.5, 18.5]
+    steady = [b + 1.0 + 0.01 * i for i, b in enumerate(base)]
+    # Seven small wins and one large loss: the mean is within noise, the sign test is not.
+    spiky = [b + 0.5 for b in base[:7]] + [base[7] - 6.0]
+    noisy = [b + (0.5 if i % 2 else -0.5) for i, b in enumerate(base)]
+    result = _result({"trained": base, "steady": steady, "spiky": spiky, "noisy": noisy})
+    assert compare(result, "steady", "trained", "psnr")["verdict"] == "better"
+    assert compare(result, "trained", "steady", "psnr")["verdict"] == "worse"
+    spike = compare(result, "spiky", "trained", "psnr")
+    assert spike["wins"] == 7 and spike["n"] == 8
+    assert spike["verdict"] == "no clear difference"  # 7/8: sign test p = 0.07
+    assert compare(result, "noisy", "trained", "psnr")["verdict"] == "no clear difference"
+    assert compare(result, "trained", "absent", "psnr")["verdict"] == "not measured"
+
+
+def test_sign_test_verdict_when_the_mean_hides_a_consistent_win() -> None:
+    base = list(np.linspace(14.0, 19.0, 12))
+    spiky = [b + 0.5 for b in base[:11]] + [base[11] - 12.0]
+    c = compare(_result({"trained": base, "spiky": spiky}), "spiky", "trained", "psnr")
+    assert abs(c["diff"]) < 2 * c["se"] and c["sign_p"] < 0.05
+    assert c["verdict"] == "better in most chunks"
+
+
+def test_conclusions_and_table() -> None:
+    base = [15.0, 16.0, 17.0, 18.0]
+    result = _result(
+        {
+            "trained": base,
+            "repeat": [b - 1 for b in base],
+            "untrained": [b - 5 for b in base],
+            "no_memory": [b - 1.1 for b in base],
+            "no_cross_agent": [b + 1.2 for b in base],
+        }
+    )
+    lines = conclusions(result)
+    assert lines[0].startswith("- **(a) trained beats the repeat baseline**: yes.")
+    assert lines[2].startswith("- **(b) memory helps (trained vs no_memory)**: yes.")
+    assert "no, it is worse" in lines[3] and "psnr_overlap" in lines[3]
+    table = summary_table(result).splitlines()
+    assert table[0].startswith("| variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap")
+    assert table[2] == "| trained | 16.50 | 0.4125 | 16.50 | 0.4125 | 16.50 |"
+
+
+def test_figures(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    result = _result({"trained": [15.0, 16.0], "repeat": [14.0, 15.5]})
+    assert plot_drift(result, tmp_path / "drift.png").stat().st_size > 1000
+    assert plot_samples(result, tmp_path / "none.png") is None  # no samples held
+    rng = np.random.default_rng(0)
+    result.samples = {
+        "variant": "trained",
+        "sequence": "000000",
+        "generated": rng.integers(0, 256, (2, 56, 64, 96, 3), dtype=np.uint8),
+        "truth": rng.integers(0, 256, (2, 56, 64, 96, 3), dtype=np.uint8),
+    }
+    path = plot_samples(result, tmp_path / "samples.png")
+    assert path is not None and path.stat().st_size > 1000
+    assert sample_columns(2, 3) == [0, 14, 27, 28, 42, 55]
+
+
+def test_script_writes_every_output(tiny_dataset, tmp_path, capsys) -> None:
+    """``scripts/evaluate_quality.py`` end to end with the baselines (no model to run)."""
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "evaluate_quality.py"
+    spec = importlib.util.spec_from_file_location("evaluate_quality_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "quality"
+    args = ["--data", str(tiny_dataset[0]), "--out", str(out), "--no-progress"]
+    assert script.main([*args, "--variants", "repeat", "repeat_oracle"]) == 0
+    names = {"results.csv", "results.json", "samples.npz", "summary.md", "drift.png", "samples.png"}
+    assert names <= {p.name for p in out.iterdir()}
+    assert "| repeat_oracle |" in capsys.readouterr().out
+    (out / "summary.md").unlink()
+    assert script.main([*args, "--report-only"]) == 0  # redraws from the saved results
+    assert "| repeat |" in (out / "summary.md").read_text()
