@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,36 @@ class MemoryInput:
 
     latents: torch.Tensor
     poses: np.ndarray
+
+
+@dataclass
+class ChunkRequest:
+    """One world's chunk for :meth:`ShareVersePipeline.generate_batch`.
+
+    ``images`` ``(N, 2H, 2W, 3)`` uint8 conditioning frames, ``poses`` ``(N, 29, 3)`` planned ego
+    poses, ``memory`` the world's retrieved memory (or ``None``), ``generator`` seeds the world's
+    initial noise — the arguments of :meth:`ShareVersePipeline.__call__` for one world.
+    """
+
+    images: np.ndarray
+    poses: np.ndarray
+    memory: MemoryInput | None = None
+    generator: torch.Generator | None = None
+
+
+@dataclass
+class _CheckedRequest:
+    images: np.ndarray
+    poses: np.ndarray
+    memory_poses: np.ndarray | None  # None: no memory (or an empty one)
+
+    @property
+    def agents(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def memory_frames(self) -> int:
+        return 0 if self.memory_poses is None else self.memory_poses.shape[1]
 
 
 @dataclass
@@ -248,17 +279,56 @@ class ShareVersePipeline:
             progress: show a tqdm bar over denoising steps.
             encode_for_memory: also encode each new frame as an image latent for the cache.
         """
+        return self.generate_batch(
+            [ChunkRequest(images, poses, memory, generator)],
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            progress=progress,
+            encode_for_memory=encode_for_memory,
+        )[0]
+
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        requests: Sequence[ChunkRequest],
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        progress: bool = True,
+        encode_for_memory: bool = True,
+    ) -> list[ChunkOutput]:
+        """Generate one chunk for each of several independent worlds in one call.
+
+        Each request is one world: its agents attend to each other (cross-agent attention), share
+        one raymap normalisation and read their own memory; worlds never see each other. Worlds
+        take the transformer's batch dimension, so one forward per denoising step serves all of
+        them; worlds whose agent count or memory length differ cannot share a tensor, and each
+        such group gets its own forward. The VAE encodes and decodes world by world.
+        Keywords are those of :meth:`__call__` and apply to every world. Each output's
+        ``timings`` are those of the whole batch.
+
+        Example (two worlds, one and two agents):
+
+        >>> from shareverse_env.geometry import plan_chunk
+        >>> pipe = ShareVersePipeline.from_config_name("tiny", seed=0)
+        >>> def world(agents, seed):
+        ...     images = np.zeros((agents, *pipe.frame_shape), dtype=np.uint8)
+        ...     poses = np.stack([plan_chunk(np.zeros(3), np.array([8.0, 0, 0]))] * agents)
+        ...     return ChunkRequest(images, poses, generator=torch.Generator().manual_seed(seed))
+        >>> outs = pipe.generate_batch([world(1, 0), world(2, 1)], progress=False)
+        >>> [out.frames.shape for out in outs]
+        [(1, 28, 64, 96, 3), (2, 28, 64, 96, 3)]
+        """
+        if len(requests) == 0:
+            return []
         timings: dict[str, float] = {}
-        images = self._check_frames("images", images)
-        if images.ndim != 4:
-            raise ValueError(f"images must have shape (agents, H, W, 3); got {images.shape}")
-        agents = images.shape[0]
-        poses = check_finite_poses(np.asarray(poses, dtype=np.float64), "poses")
-        if poses.shape != (agents, CHUNK_FRAMES, 3):
-            raise ValueError(
-                f"poses must have shape ({agents}, {CHUNK_FRAMES}, 3) for {agents} agents; "
-                f"got {poses.shape}"
-            )
+        checked = [
+            self._check_request(r, None if len(requests) == 1 else f"request {i}: ")
+            for i, r in enumerate(requests)
+        ]
         steps = self.num_inference_steps if num_inference_steps is None else num_inference_steps
         if steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1; got {steps}")
@@ -267,7 +337,154 @@ class ShareVersePipeline:
             raise ValueError("guidance_scale > 1 needs prompt_embeds (there is nothing to guide)")
         channels = self.vae.config.latent_channels
         h, w = self.latent_hw
+        device, dtype = self.device, self.dtype
+        frames_lat = (CHUNK_FRAMES - 1) // 4 + 1
+
+        start = time.perf_counter()
+        image_latents, rays, mem_rays = [], [], []
+        for c in checked:
+            image = torch.zeros(1, c.agents, frames_lat, channels, h, w, device=device, dtype=dtype)
+            image[0, :, 0] = self.encode_frames(c.images)
+            image_latents.append(image)
+            chunk_rays, memory_rays = self.chunk_raymaps(c.poses, c.memory_poses)
+            rays.append(chunk_rays[None])
+            mem_rays.append(memory_rays)
+        timings["encode"] = time.perf_counter() - start
+
+        # Worlds that can share one tensor: same agent count and memory length (0: no memory).
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, c in enumerate(checked):
+            groups.setdefault((c.agents, c.memory_frames), []).append(i)
+
+        start = time.perf_counter()
+        contexts: dict[tuple[int, int], MemoryContext | None] = {}
+        for key, members in groups.items():
+            context = None
+            if key[1] > 0:
+                mem = torch.stack([requests[i].memory.latents for i in members]).to(device, dtype)
+                states = torch.cat([mem, mem], dim=3)  # clean latent in both slots
+                mem_in = torch.stack([mem_rays[i] for i in members])
+                context = self.transformer.encode_memory(states, mem_in)
+                if guidance > 1.0:  # the unconditional half reads the same memory
+                    context = context.repeat(2)
+            contexts[key] = context
+        timings["memory"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        text = None if prompt_embeds is None else prompt_embeds.to(device, dtype)
+        negative = None
+        if guidance > 1.0:
+            negative = negative_prompt_embeds
+            negative = torch.zeros_like(text) if negative is None else negative.to(device, dtype)
+        self.scheduler.set_timesteps(steps, device=device)
+        # Noise in request order, each from its own generator: a world gets the same noise
+        # whether it is sampled alone or in a batch.
+        noise = [
+            torch.randn(
+                (1, c.agents, frames_lat, channels, h, w),
+                generator=requests[i].generator,
+                dtype=torch.float32,
+            ).to(device, dtype)
+            * self.scheduler.init_noise_sigma
+            for i, c in enumerate(checked)
+        ]
+        latents = {key: torch.cat([noise[i] for i in members]) for key, members in groups.items()}
+        cond_in = {k: torch.cat([image_latents[i] for i in m]) for k, m in groups.items()}
+        ray_in = {k: torch.cat([rays[i] for i in m]) for k, m in groups.items()}
+        for t in tqdm(self.scheduler.timesteps, desc="denoise", disable=not progress, leave=False):
+            for key, members in groups.items():
+                latents[key] = self._denoise_step(
+                    latents[key],
+                    t,
+                    cond_in[key],
+                    ray_in[key],
+                    text,
+                    negative,
+                    guidance,
+                    contexts[key],
+                    len(members),
+                )
+        timings["denoise"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        final: list[torch.Tensor] = [torch.empty(0)] * len(requests)
+        for key, members in groups.items():
+            for row, i in enumerate(members):
+                final[i] = latents[key][row]  # (N, F_lat, C, h, w)
+        # The VAE runs world by world: its activations (frames × pixels × channels) are what
+        # grows, and decoding 4 worlds at once took twice as long as one by one on the CPU.
+        new_frames = [self.decode_latents(lat)[:, 1:] for lat in final]  # (N, 28, 2H, 2W, 3)
+        timings["decode"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        frame_latents: list[torch.Tensor | None] = [None] * len(requests)
+        if encode_for_memory:
+            frame_latents = [
+                self.encode_frames(frames.reshape(-1, *self.frame_shape)).reshape(
+                    len(frames), CHUNK_FRAMES - 1, channels, h, w
+                )
+                for frames in new_frames
+            ]
+        timings["archive"] = time.perf_counter() - start
+        return [
+            ChunkOutput(frames, frame_lat, lat, dict(timings))
+            for frames, frame_lat, lat in zip(new_frames, frame_latents, final, strict=True)
+        ]
+
+    def _denoise_step(
+        self,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        image_latents: torch.Tensor,
+        rays: torch.Tensor,
+        text: torch.Tensor | None,
+        negative: torch.Tensor | None,
+        guidance: float,
+        context: MemoryContext | None,
+        worlds: int,
+    ) -> torch.Tensor:
+        """One DDIM step of ``latents (worlds, N, F, C, h, w)``; ``context`` is already doubled
+        for classifier-free guidance."""
+        model_in = self.scheduler.scale_model_input(latents, t)
+        model_in = torch.cat([model_in, image_latents], dim=3)
+        ray_in = rays
+        text_in = None if text is None else text.expand(worlds, -1, -1)
+        if guidance > 1.0:
+            model_in, ray_in = torch.cat([model_in] * 2), torch.cat([rays] * 2)
+            text_in = torch.cat([negative.expand(worlds, -1, -1), text_in])
+        timestep = t.expand(model_in.shape[0]).to(model_in.device)
+        pred = self.transformer(
+            model_in,
+            timestep,
+            raymaps=ray_in,
+            encoder_hidden_states=text_in,
+            memory_context=context,
+        ).sample
+        if guidance > 1.0:
+            uncond, cond_pred = pred.chunk(2)
+            pred = uncond + guidance * (cond_pred - uncond)
+        return self.scheduler.step(pred, t, latents, return_dict=False)[0]
+
+    def _check_request(self, request: ChunkRequest, prefix: str | None) -> _CheckedRequest:
+        """Validate one world's inputs; ``prefix`` names the request in a batch's errors."""
+        prefix = prefix or ""
+        images = self._check_frames(f"{prefix}images", request.images)
+        if images.ndim != 4:
+            raise ValueError(
+                f"{prefix}images must have shape (agents, H, W, 3); got {images.shape}"
+            )
+        agents = images.shape[0]
+        poses = check_finite_poses(np.asarray(request.poses, dtype=np.float64), "poses")
+        if poses.shape != (agents, CHUNK_FRAMES, 3):
+            raise ValueError(
+                f"{prefix}poses must have shape ({agents}, {CHUNK_FRAMES}, 3) for {agents} "
+                f"agents; got {poses.shape}"
+            )
+        memory = request.memory
+        mem_poses = None
         if memory is not None:
+            channels = self.vae.config.latent_channels
+            h, w = self.latent_hw
             mem_poses = check_finite_poses(
                 np.asarray(memory.poses, dtype=np.float64), "memory poses"
             )
@@ -275,74 +492,10 @@ class ShareVersePipeline:
             expected = (agents, count, channels, h, w)
             if mem_poses.shape != (agents, count, 3) or tuple(memory.latents.shape) != expected:
                 raise ValueError(
-                    f"memory must hold latents (agents={agents}, M, {channels}, {h}, {w}) and "
-                    f"poses (agents, M, 3); got {tuple(memory.latents.shape)} and {mem_poses.shape}"
+                    f"{prefix}memory must hold latents (agents={agents}, M, {channels}, {h}, {w})"
+                    f" and poses (agents, M, 3); got {tuple(memory.latents.shape)} and "
+                    f"{mem_poses.shape}"
                 )
-        device, dtype = self.device, self.dtype
-
-        start = time.perf_counter()
-        cond = self.encode_frames(images)  # (N, C, h, w)
-        frames_lat = (CHUNK_FRAMES - 1) // 4 + 1
-        image_latents = torch.zeros(
-            1, agents, frames_lat, channels, h, w, device=device, dtype=dtype
-        )
-        image_latents[0, :, 0] = cond
-        rays, mem_rays = self.chunk_raymaps(poses, None if memory is None else mem_poses)
-        rays = rays[None]
-        timings["encode"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        context: MemoryContext | None = None
-        if memory is not None and memory.latents.shape[1] > 0:
-            mem = memory.latents.to(device, dtype)
-            states = torch.cat([mem, mem], dim=2)[None]  # clean latent in both slots
-            context = self.transformer.encode_memory(states, mem_rays[None])
-        timings["memory"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        text = None if prompt_embeds is None else prompt_embeds.to(device, dtype)
-        if guidance > 1.0:
-            negative = negative_prompt_embeds
-            if negative is None:
-                negative = torch.zeros_like(text)
-            text = torch.cat([negative.to(device, dtype), text])
-            if context is not None:
-                context = context.repeat(2)
-        self.scheduler.set_timesteps(steps, device=device)
-        shape = (1, agents, frames_lat, channels, h, w)
-        latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device, dtype)
-        latents = latents * self.scheduler.init_noise_sigma
-        for t in tqdm(self.scheduler.timesteps, desc="denoise", disable=not progress, leave=False):
-            model_in = self.scheduler.scale_model_input(latents, t)
-            model_in = torch.cat([model_in, image_latents], dim=3)
-            ray_in = rays
-            if guidance > 1.0:
-                model_in, ray_in = torch.cat([model_in] * 2), torch.cat([rays] * 2)
-            timestep = t.expand(model_in.shape[0]).to(device)
-            pred = self.transformer(
-                model_in,
-                timestep,
-                raymaps=ray_in,
-                encoder_hidden_states=text,
-                memory_context=context,
-            ).sample
-            if guidance > 1.0:
-                uncond, cond_pred = pred.chunk(2)
-                pred = uncond + guidance * (cond_pred - uncond)
-            latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
-        timings["denoise"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        video = self.decode_latents(latents[0])  # (N, 29, 2H, 2W, 3)
-        new_frames = video[:, 1:]
-        timings["decode"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        frame_latents = None
-        if encode_for_memory:
-            flat = new_frames.reshape(-1, *self.frame_shape)
-            frame_latents = self.encode_frames(flat).reshape(
-                agents, CHUNK_FRAMES - 1, channels, h, w
-            )
-        timings["archive"] = time.perf_counter() - start
-        return ChunkOutput(new_frames, frame_latents, latents[0], timings)
+            if count == 0:
+                mem_poses = None
+        return _CheckedRequest(images, poses, mem_poses)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,20 @@ class Backend(ABC):
         Returns:
             ``(A, F-1, 2H, 2W, 3)`` uint8; rows of inactive agents are unspecified (zeros).
         """
+
+    @classmethod
+    def generate_many(
+        cls,
+        backends: Sequence[Backend],
+        poses: Sequence[np.ndarray],
+        active: Sequence[np.ndarray],
+    ) -> list[np.ndarray]:
+        """:meth:`generate` for several independent worlds (one backend each), in one call.
+
+        The default steps them in turn; a backend that can batch worlds (the generative one)
+        overrides it. ``poses[i]`` and ``active[i]`` are backend ``i``'s arguments.
+        """
+        return [b.generate(p, a) for b, p, a in zip(backends, poses, active, strict=True)]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (nothing for the world backend)."""

@@ -119,6 +119,16 @@ class EnvConfig:
             )
 
 
+@dataclass(frozen=True)
+class _StepPlan:
+    """A validated, planned step: what the backend renders and what the rewards need."""
+
+    actions: np.ndarray  # (N, 3) clipped actions, zeros for done agents
+    live: np.ndarray  # indices of the agents that act
+    poses: np.ndarray  # (N, 29, 3) every car's chunk; done cars stand still
+    collisions: list[Any]  # per agent: the first collision of the chunk or None
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_town(seed: int, blocks: tuple[int, int]) -> Town:
     # Generating a town takes a moment; episodes in the same town reuse it.
@@ -259,12 +269,22 @@ class ShareVerseParallelEnv(ParallelEnv):
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Advance every live agent by one chunk; see the module docstring for what comes back."""
+        planned = self._plan_step(actions)
+        frames = self.backend.generate(planned.poses, self._alive)
+        return self._finish_step(planned, frames)
+
+    def _plan_step(self, actions: dict[str, Any]) -> _StepPlan:
+        """Validate ``actions`` and plan every car's chunk; changes nothing (so it may raise).
+
+        :meth:`step` is ``_plan_step`` → ``backend.generate(plan.poses, alive)`` →
+        :meth:`_finish_step`; :class:`~shareverse_env.vector.ShareVerseVectorEnv` runs the middle
+        part for many envs at once.
+        """
         if self._poses is None:
             raise RuntimeError("step() called before reset(); call env.reset() first")
         if not self.agents:
             raise RuntimeError("step() called after every agent is done; call env.reset()")
         action_array = self._validate_actions(actions)  # raises before any state changes
-        cfg = self.config
         index = {a: k for k, a in enumerate(self.possible_agents)}
         live = np.array([index[a] for a in self.agents])
 
@@ -276,7 +296,16 @@ class ShareVerseParallelEnv(ParallelEnv):
             if hit is not None:  # the car stops where it hit
                 stop = max(hit.frame - 1, 0) if hit.kind != "off_road" else hit.frame
                 plans[k, stop:] = plans[k, stop]
-        frames = self.backend.generate(plans, self._alive)
+        return _StepPlan(action_array, live, plans, collisions)
+
+    def _finish_step(
+        self, planned: _StepPlan, frames: np.ndarray
+    ) -> tuple[dict, dict, dict, dict, dict]:
+        """Rewards, ends and bookkeeping of a planned step, given the backend's ``frames``."""
+        cfg = self.config
+        index = {a: k for k, a in enumerate(self.possible_agents)}
+        action_array, live, plans = planned.actions, planned.live, planned.poses
+        collisions = planned.collisions
         # Done agents keep showing their last frame (their car stands still in the world).
         for k in np.flatnonzero(~self._alive):
             frames[k] = self._last_frames[k]

@@ -25,6 +25,7 @@ Example (a random tiny model: the frames are noise, the mechanics are real):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from .backends import Backend, WorldBackend
 from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses
 from .memory import SOURCES, SpatialMemory, sample_query_positions
 from .models.loading import load_model
-from .models.pipeline import MemoryInput, ShareVersePipeline
+from .models.pipeline import ChunkOutput, ChunkRequest, MemoryInput, ShareVersePipeline
 from .world.town import Town
 from .world.weather import Weather
 
@@ -128,6 +129,53 @@ class ShareVerseBackend(Backend):
         return frames
 
     def generate(self, poses: np.ndarray, active: np.ndarray) -> np.ndarray:
+        return self.generate_many([self], [poses], [active])[0]
+
+    @classmethod
+    def generate_many(
+        cls,
+        backends: Sequence[Backend],
+        poses: Sequence[np.ndarray],
+        active: Sequence[np.ndarray],
+    ) -> list[np.ndarray]:
+        """:meth:`generate` for several independent worlds, batched through their pipeline.
+
+        Backends that share one pipeline object (as :class:`~shareverse_env.vector.
+        ShareVerseVectorEnv` arranges) and the same sampler settings generate their chunks in
+        one :meth:`~shareverse_env.models.pipeline.ShareVersePipeline.generate_batch` call: one
+        denoiser forward per step for all worlds, each world attending only to its own agents
+        and reading only its own memory. Others are grouped by pipeline and settings.
+        """
+        out: list[np.ndarray] = []
+        groups: dict[tuple[Any, ...], list[tuple[int, ChunkRequest]]] = {}
+        # Check and retrieve for every world before generating any: an error changes nothing.
+        for i, backend in enumerate(backends):
+            if not isinstance(backend, ShareVerseBackend):
+                raise TypeError(
+                    f"generate_many batches ShareVerseBackend instances only; backend {i} is "
+                    f"{type(backend).__name__}"
+                )
+            request, frames = backend._begin_chunk(poses[i], active[i])
+            out.append(frames)
+            if request is not None:
+                key = (id(backend.pipeline), backend.num_inference_steps, backend.progress)
+                groups.setdefault(key, []).append((i, request))
+        for members in groups.values():
+            first = backends[members[0][0]]
+            results = first.pipeline.generate_batch(
+                [request for _, request in members],
+                num_inference_steps=first.num_inference_steps,
+                progress=first.progress,
+            )
+            for (i, _), result in zip(members, results, strict=True):
+                backends[i]._end_chunk(poses[i], active[i], result, out[i])
+        return out
+
+    def _begin_chunk(
+        self, poses: np.ndarray, active: np.ndarray
+    ) -> tuple[ChunkRequest | None, np.ndarray]:
+        """Check the chunk's inputs and retrieve memory: the pipeline request (``None`` when no
+        agent is active) and the zeroed output frames."""
         if self._last_frames is None:
             raise RuntimeError("ShareVerseBackend.reset() must be called before generate()")
         poses = check_finite_poses(np.asarray(poses, dtype=np.float64), "poses")
@@ -140,15 +188,21 @@ class ShareVerseBackend(Backend):
         out = np.zeros((len(poses), CHUNK_FRAMES - 1, *self.frame_shape), dtype=np.uint8)
         agents = np.flatnonzero(active)
         if len(agents) == 0:
-            return out
-        result = self.pipeline(
+            return None, out
+        request = ChunkRequest(
             self._last_frames[agents],
             poses[agents],
             memory=self._retrieve(poses, agents),
             generator=self._generator,
-            num_inference_steps=self.num_inference_steps,
-            progress=self.progress,
         )
+        return request, out
+
+    def _end_chunk(
+        self, poses: np.ndarray, active: np.ndarray, result: ChunkOutput, out: np.ndarray
+    ) -> None:
+        """Archive the chunk's frames, advance the clock and fill ``out`` for the active agents."""
+        poses = np.asarray(poses, dtype=np.float64)
+        agents = np.flatnonzero(np.asarray(active, dtype=bool))
         times = np.arange(self._time + 1, self._time + CHUNK_FRAMES)
         keep = np.flatnonzero(times % self.archive_stride == 0)
         if len(keep):
@@ -160,7 +214,6 @@ class ShareVerseBackend(Backend):
         self._last_frames = self._last_frames.copy()
         self._last_frames[agents] = result.frames[:, -1]
         self.last_timings = result.timings
-        return out
 
     def _retrieve(self, poses: np.ndarray, agents: np.ndarray) -> MemoryInput | None:
         """Eq. 3 for every generating agent; ``None`` when any of them finds nothing."""
