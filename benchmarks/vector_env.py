@@ -1,12 +1,13 @@
 """Frames per second of B batched worlds (one pipeline call per chunk) versus B separate envs.
 
-    python benchmarks/vector_env.py                             # tiny, B = 1 2 4, 3 chunks
-    python benchmarks/vector_env.py --configs tiny small --chunks 1
+    OMP_NUM_THREADS=1 python benchmarks/vector_env.py           # tiny, B = 1 2 4, 3 chunks
+    OMP_NUM_THREADS=1 python benchmarks/vector_env.py --configs small --chunks 1
 
 Both sides run the same generative model (random weights of the named config; speed does not
 depend on their values) with 2 agents per world. "batched" is a
 :class:`~shareverse_env.vector.ShareVerseVectorEnv` of B envs: every step generates all B worlds'
-chunks in one ``generate_batch`` call. "separate" is B :class:`ShareVerseParallelEnv` stepped one
+chunks in one ``generate_batch`` call (one DiT forward per denoising step; the VAE runs world by
+world). "separate" is B :class:`ShareVerseParallelEnv` stepped one
 after the other (sharing the loaded model). Each config runs in its own process. A warm-up step
 precedes the timed ones; the two sides alternate ``--repeats`` times and the fastest repeat of
 each is kept, because the development machine is shared and slow outliers are other people's
