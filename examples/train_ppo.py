@@ -55,12 +55,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from shareverse_env.wrappers import RecordEpisodeStatistics
+from shareverse_env.wrappers import DictObservation, RecordEpisodeStatistics
 from tqdm import tqdm
 
 import shareverse_env
 from shareverse_env.policies import Outcome, make_policy, run_episode
-from shareverse_env.policies.actor_critic import ActorCritic, LearnedPolicy, save_policy
+from shareverse_env.policies.actor_critic import (
+    ActorCritic,
+    LearnedPolicy,
+    save_policy,
+    select_observations,
+    stack_observations,
+)
 from shareverse_env.world.weather import WEATHERS
 
 EVAL_SEED_BASE = 1_000_000_000
@@ -85,7 +91,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--threads", type=int, default=1, help="torch threads (see the module docstring)")
     env = parser.add_argument_group("env")
     env.add_argument("--agents", type=int, default=2)
-    env.add_argument("--max-cycles", type=int, default=4, help="chunks (2.8 s) per episode")
+    env.add_argument("--max-cycles", type=int, default=6, help="chunks (2.8 s) per episode")
+    env.add_argument(
+        "--goal-distance",
+        type=float,
+        nargs=2,
+        default=(60.0, 90.0),
+        metavar=("MIN", "MAX"),
+        help="metres of driving from start to goal (the env's goal_distance; its default is "
+        "140 220, beyond reach in a short episode)",
+    )
+    env.add_argument(
+        "--observation",
+        choices=("dict", "image"),
+        default="dict",
+        help="dict: the image plus speed, goal and route ahead in the ego frame "
+        "(DictObservation); image: the camera image alone",
+    )
+    env.add_argument(
+        "--route-points", type=int, default=8, help="route points ahead (dict observation)"
+    )
+    env.add_argument("--route-spacing", type=float, default=5.0, help="metres between them")
     env.add_argument("--train-towns", type=int, default=8, help="(town, weather) training pool")
     env.add_argument(
         "--view-hw",
@@ -162,6 +188,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.view_hw = tuple(args.view_hw or (64, 96))
     if args.gen_eval_episodes is None:
         args.gen_eval_episodes = args.eval_episodes
+    args.goal_distance = tuple(args.goal_distance)
     positive = ("agents", "max_cycles", "train_towns", "total_steps", "rollout_steps", "epochs")
     for name in (*positive, "minibatch", "threads", "eval_episodes"):
         if getattr(args, name) < 1:
@@ -178,7 +205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class Rollout:
     """Agent transitions of one rollout, grouped into per-agent trajectory segments."""
 
-    obs: list[np.ndarray] = field(default_factory=list)
+    obs: list[Any] = field(default_factory=list)  # arrays, or dicts of arrays
     u: list[np.ndarray] = field(default_factory=list)
     log_prob: list[float] = field(default_factory=list)
     value: list[float] = field(default_factory=list)
@@ -186,7 +213,7 @@ class Rollout:
     # (transition indices in time order, ends in a termination, bootstrap value)
     segments: list[tuple[list[int], bool, float]] = field(default_factory=list)
 
-    def add(self, obs: np.ndarray, u: np.ndarray, log_prob: float, value: float) -> int:
+    def add(self, obs: Any, u: np.ndarray, log_prob: float, value: float) -> int:
         self.obs.append(obs)
         self.u.append(u)
         self.log_prob.append(log_prob)
@@ -235,7 +262,7 @@ class Collector:
         scale = self.args.reward_scale
         for _ in range(steps):
             agents = list(self.env.agents)
-            batch = torch.from_numpy(np.stack([self.obs[a] for a in agents]))
+            batch = stack_observations([self.obs[a] for a in agents])
             u, log_prob, _, value = self.net.act(batch, generator=self.generator)
             env_actions = self.net.to_env_action(u).numpy()
             index = {}
@@ -264,7 +291,7 @@ class Collector:
             truncated = [a for a in ended if not terms[a]]
             values = {}
             if truncated:
-                final = torch.from_numpy(np.stack([obs[a] for a in truncated]))
+                final = stack_observations([obs[a] for a in truncated])
                 values = dict(zip(truncated, self.net.value(final).tolist(), strict=True))
             for agent in ended:
                 buffer.segments.append((self.open.pop(agent), terms[agent], values.get(agent, 0.0)))
@@ -276,7 +303,7 @@ class Collector:
         # Cut the open trajectories at the rollout's end: bootstrap from V(current observation).
         live = [a for a in self.open if self.open[a]]
         if live:
-            batch = torch.from_numpy(np.stack([self.obs[a] for a in live]))
+            batch = stack_observations([self.obs[a] for a in live])
             for agent, v in zip(live, self.net.value(batch).tolist(), strict=True):
                 buffer.segments.append((self.open[agent], False, v))
                 self.open[agent] = []
@@ -293,7 +320,7 @@ def ppo_update(
     order_rng: np.random.Generator,
 ) -> dict[str, float]:
     adv, returns = buffer.advantages(args.gamma, args.gae_lambda)
-    obs = torch.from_numpy(np.stack(buffer.obs))
+    obs = stack_observations(buffer.obs)
     u = torch.from_numpy(np.stack(buffer.u))
     old_log_prob = torch.tensor(buffer.log_prob)
     adv_t = torch.tensor(adv, dtype=torch.float32)
@@ -305,7 +332,7 @@ def ppo_update(
         perm = torch.from_numpy(order_rng.permutation(n))
         for start in range(0, n, args.minibatch):
             mb = perm[start : start + args.minibatch]
-            log_prob, entropy, value = net.evaluate(obs[mb], u[mb])
+            log_prob, entropy, value = net.evaluate(select_observations(obs, mb), u[mb])
             ratio = (log_prob - old_log_prob[mb]).exp()
             a = adv_t[mb]
             if len(mb) > 1:  # per-minibatch normalisation, as in CleanRL
@@ -337,16 +364,42 @@ def ppo_update(
 # ------------------------------------------------------------------------------ training
 
 
+def observation_wrappers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The wrappers between the bare env and the network, as the checkpoint records them."""
+    if args.observation == "image":
+        return []
+    return [
+        {
+            "name": "DictObservation",
+            "route_points": args.route_points,
+            "route_spacing": args.route_spacing,
+        }
+    ]
+
+
+def make_env(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """An env of the run's settings (``kwargs``: backend, town, weather …) in its wrappers."""
+    env = shareverse_env.parallel_env(
+        num_agents=args.agents,
+        max_cycles=args.max_cycles,
+        goal_distance=args.goal_distance,
+        chunk_frames="last",  # the policy sees the last frame only: skip rendering the others
+        **kwargs,
+    )
+    if args.observation == "dict":
+        env = DictObservation(env, route_points=args.route_points, route_spacing=args.route_spacing)
+    return env
+
+
 def make_train_envs(args: argparse.Namespace) -> list[Any]:
     """One world env per (town, weather) of the training pool: each renderer is built once."""
     rng = np.random.default_rng([args.seed, 0])
     weathers = sorted(WEATHERS)
     envs = []
     for _ in range(args.train_towns):
-        env = shareverse_env.parallel_env(
+        env = make_env(
+            args,
             backend="world",
-            num_agents=args.agents,
-            max_cycles=args.max_cycles,
             view_hw=args.view_hw,
             town_seed=int(rng.integers(EVAL_SEED_BASE)),
             weather=weathers[int(rng.integers(len(weathers)))],
@@ -466,9 +519,7 @@ def evaluate(net: ActorCritic, initial: ActorCritic, args: argparse.Namespace) -
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    world = shareverse_env.parallel_env(
-        backend="world", num_agents=args.agents, max_cycles=args.max_cycles, view_hw=args.view_hw
-    )
+    world = make_env(args, backend="world", view_hw=args.view_hw)
     names = ("ppo", REFERENCE, *POLICIES[1:])
     world_policies = make_eval_policies(world, net, names, initial)
     world_runs = run_policies(world, world_policies, seeds, "eval world")
@@ -480,19 +531,15 @@ def evaluate(net: ActorCritic, initial: ActorCritic, args: argparse.Namespace) -
     checked = None
     if args.gen_eval_episodes > 0:
         start = time.perf_counter()
-        gen = shareverse_env.parallel_env(
-            num_agents=args.agents,  # backend "auto": the shipped generative model
-            max_cycles=args.max_cycles,
-            **({"model": args.gen_model} if args.gen_model else {}),
+        gen = make_env(  # backend "auto": the shipped generative model
+            args, **({"model": args.gen_model} if args.gen_model else {})
         )
-        if (
-            gen.observation_space(gen.possible_agents[0]).shape
-            != world.observation_space(world.possible_agents[0]).shape
-        ):
+        gen_shape = gen.unwrapped.observation_space(gen.possible_agents[0]).shape
+        world_shape = world.unwrapped.observation_space(world.possible_agents[0]).shape
+        if gen_shape != world_shape:
             raise SystemExit(
-                f"the generative model's frames {gen.observation_space('agent_0').shape} differ "
-                f"from the training frames {world.observation_space('agent_0').shape}; pass "
-                "--view-hw to match the model's view size"
+                f"the generative model's frames {gen_shape} differ from the training frames "
+                f"{world_shape}; pass --view-hw to match the model's view size"
             )
         gen_seeds = [EVAL_SEED_BASE + k for k in range(args.gen_eval_episodes)]
         full = args.gen_baselines == "run"
@@ -624,7 +671,8 @@ def main(argv: list[str] | None = None) -> None:
         "updates": len(log),
         "train_seconds": round(train_seconds, 1),
     }
-    save_policy(args.out / "policy.safetensors", net, meta)
+    wrappers = observation_wrappers(args)
+    save_policy(args.out / "policy.safetensors", net, meta, wrappers)
     write_log(args.out / "train_log.csv", log)
     plot_curve(args.out / "learning_curve.png", log, None)  # refined after evaluation
     tqdm.write(f"trained {meta['env_steps']} env steps in {train_seconds:.0f} s")
@@ -636,7 +684,9 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown_table(results, args)
     (args.out / "results.md").write_text(table)
     (args.out / "results.json").write_text(json.dumps({**results, "meta": meta}, indent=2) + "\n")
-    save_policy(args.out / "policy.safetensors", net, {**meta, "results": results["table"]})
+    save_policy(
+        args.out / "policy.safetensors", net, {**meta, "results": results["table"]}, wrappers
+    )
     print(table)
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in results["timings"].items())
     print(f"times: {times}")

@@ -48,6 +48,10 @@ class Backend(ABC):
     """
 
     name: str = "base"
+    renders_frames_independently: bool = False
+    """Whether :meth:`generate` renders each frame from its poses alone, so that it may be given
+    any subset of a chunk's frames (the env's ``chunk_frames="last"`` then passes only the first
+    and last poses). ``False`` for a generative backend, which must roll the whole chunk out."""
 
     def __init__(self, view_hw: tuple[int, int] = (64, 96), rig: CameraRig | None = None) -> None:
         height, width = view_hw
@@ -110,6 +114,7 @@ class WorldBackend(Backend):
     """
 
     name = "world"
+    renders_frames_independently = True
 
     def __init__(
         self,

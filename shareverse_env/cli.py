@@ -31,7 +31,7 @@ from . import __version__, parallel_env
 from .backends import default_backend_name, shipped_weights_folder
 from .env import ACTION_FIELDS
 from .geometry import NEW_FRAMES_PER_CHUNK, VIEW_NAMES
-from .policies.actor_critic import load_policy, read_policy_sidecar
+from .policies.actor_critic import load_policy, read_policy_sidecar, wrap_for_policy
 from .scenarios import SCENARIOS
 from .world.weather import WEATHERS
 
@@ -250,6 +250,16 @@ def _make_policy(parser: argparse.ArgumentParser, name: str, env: Any, seed: int
         parser.error(f"--policy: {err}")
 
 
+def _wrap_for_checkpoint(parser: argparse.ArgumentParser, name: str, env: Any) -> Any:
+    """``env`` in the observation wrappers checkpoint ``name`` was trained behind (if any)."""
+    if name in POLICY_NAMES:
+        return env
+    try:
+        return wrap_for_policy(env, _check_policy_path(parser, name))
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(f"--policy: {err}")
+
+
 def _format_bytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"
 
@@ -270,6 +280,7 @@ def rollout(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.policy not in POLICY_NAMES:
         _check_policy_path(parser, args.policy)  # fail before the (slow) model load
     env = _make_env(parser, args, max_cycles=args.chunks)
+    env = _wrap_for_checkpoint(parser, args.policy, env)
     policy = _make_policy(parser, args.policy, env, args.seed)
     recorder = None
     if args.out is not None:
@@ -370,10 +381,14 @@ def _policy_lines(parser: argparse.ArgumentParser, text: str, env: Any) -> list[
     weights = path.with_suffix(".safetensors")
     lines = [
         f"policy: {weights.resolve()} ({_format_bytes(weights.stat().st_size)})",
-        f"  observation {config.obs_shape} uint8, channels {config.channels}, "
-        f"hidden {config.hidden}",
+        f"  image {config.obs_shape} uint8, channels {config.channels}, hidden {config.hidden}",
     ]
+    if config.vectors:
+        lines.append("  vectors: " + ", ".join(f"{k} ({n})" for k, n in config.vectors))
+    for spec in data.get("observation_wrappers", []):
+        lines.append(f"  observation wrapper: {spec}")
     try:
+        env = wrap_for_policy(env, path)
         check_compatible(config, env, source="the checkpoint")
         lines.append("  fits this env's spaces: yes")
     except ValueError as err:

@@ -17,7 +17,8 @@ Rewards             progress along the scenario's route, a goal bonus, collision
                     penalties (:class:`shareverse_env.rewards.RewardConfig`)
 Ends                termination on collision (car, obstacle, off-road) or at the goal;
                     truncation after ``max_cycles`` steps
-Infos               ``frames (28, 2H, 2W, 3)`` every new frame; ``poses (28, 3)``; ``scenario``;
+Infos               ``frames (28, 2H, 2W, 3)`` every new frame (``(1, …)``, the last, with
+                    ``chunk_frames="last"``); ``poses (28, 3)``; ``scenario``;
                     ``reward_terms``; ``collision``; ``reached_goal``
 ==================  ============================================================================
 
@@ -46,7 +47,7 @@ from pettingzoo import ParallelEnv
 from .backends import Backend, default_backend_name, make_backend
 from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses, plan_chunk
 from .rewards import RewardConfig, chunk_reward
-from .scenarios import SCENARIOS, make_scenario
+from .scenarios import SCENARIOS, TRAVEL_RANGE, check_travel_range, make_scenario
 from .world.collision import first_collisions
 from .world.generator import generate_town
 from .world.topdown import topdown_image
@@ -59,6 +60,8 @@ ACTION_LOW = np.array([-5.0, -3.0, -np.pi / 2], dtype=np.float32)
 ACTION_HIGH = np.array([28.0, 3.0, np.pi / 2], dtype=np.float32)
 """Upper bounds: 28 m per 2.8 s chunk is 10 m/s (36 km/h), a town speed limit."""
 ACTION_FIELDS = ("forward", "lateral", "yaw")
+CHUNK_FRAME_MODES = ("all", "last")
+"""Values of ``chunk_frames``: keep every frame of a chunk, or only its last."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,15 @@ class EnvConfig:
             stops where it hit and keeps receiving the penalty, which suits some training setups.
         minimap: add a top-down map of the town to :meth:`render`.
         reward: the reward weights.
+        goal_distance: ``(lo, hi)`` metres of driving from start to goal, drawn per agent (then
+            moved back by up to 10 m); ``60 <= lo <= hi``. A short range such as ``(60, 90)``
+            gives short episodes for reinforcement learning (goal a few chunks away).
+        chunk_frames: ``"all"`` (default) keeps every frame of a chunk in ``infos["frames"]`` and
+            :meth:`render_chunk`; ``"last"`` keeps only the last one, the observation. Training
+            rarely needs the 27 others, and a backend that renders frames independently (the
+            world backend) then renders one frame per step instead of 28 (14–19× the steps/s,
+            docs/benchmarks.md); a generative one still generates the whole chunk.
+            Rewards, ends, poses and state are the same either way.
     """
 
     backend: str | Backend = "auto"
@@ -103,6 +115,8 @@ class EnvConfig:
     terminate_on_collision: bool = True
     minimap: bool = True
     reward: RewardConfig = field(default_factory=RewardConfig)
+    goal_distance: tuple[float, float] = TRAVEL_RANGE
+    chunk_frames: str = "all"
 
     def validate(self) -> None:
         if not isinstance(self.num_agents, int | np.integer) or self.num_agents < 1:
@@ -116,6 +130,11 @@ class EnvConfig:
         if self.invalid_action not in ("raise", "clip"):
             raise ValueError(
                 f"invalid_action must be 'raise' or 'clip'; got {self.invalid_action!r}"
+            )
+        check_travel_range(self.goal_distance, "goal_distance")
+        if not isinstance(self.chunk_frames, str) or self.chunk_frames not in CHUNK_FRAME_MODES:
+            raise ValueError(
+                f"chunk_frames must be one of {CHUNK_FRAME_MODES}; got {self.chunk_frames!r}"
             )
 
 
@@ -223,7 +242,9 @@ class ShareVerseParallelEnv(ParallelEnv):
         if town_seed is None:
             town_seed = int(rng.integers(2**31 - 1))
         town = _cached_town(int(town_seed), tuple(cfg.town_blocks))
-        scenario = make_scenario(town, scenario_name, cfg.num_agents, rng)
+        scenario = make_scenario(
+            town, scenario_name, cfg.num_agents, rng, travel_range=tuple(cfg.goal_distance)
+        )
         starts = np.array([plan.start for plan in scenario.agents], dtype=np.float64)
         if "start_poses" in options:
             given = check_finite_poses(options["start_poses"], "options['start_poses']")
@@ -270,13 +291,13 @@ class ShareVerseParallelEnv(ParallelEnv):
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Advance every live agent by one chunk; see the module docstring for what comes back."""
         planned = self._plan_step(actions)
-        frames = self.backend.generate(planned.poses, self._alive)
+        frames = self.backend.generate(self._backend_poses(planned), self._alive)
         return self._finish_step(planned, frames)
 
     def _plan_step(self, actions: dict[str, Any]) -> _StepPlan:
         """Validate ``actions`` and plan every car's chunk; changes nothing (so it may raise).
 
-        :meth:`step` is ``_plan_step`` → ``backend.generate(plan.poses, alive)`` →
+        :meth:`step` is ``_plan_step`` → ``backend.generate(_backend_poses(plan), alive)`` →
         :meth:`_finish_step`; :class:`~shareverse_env.vector.ShareVerseVectorEnv` runs the middle
         part for many envs at once.
         """
@@ -298,11 +319,27 @@ class ShareVerseParallelEnv(ParallelEnv):
                 plans[k, stop:] = plans[k, stop]
         return _StepPlan(action_array, live, plans, collisions)
 
+    def _backend_poses(self, planned: _StepPlan) -> np.ndarray:
+        """The poses to pass to ``backend.generate``: the whole chunk, or with
+        ``chunk_frames="last"`` on a backend that renders frames independently, only its first
+        (conditioning) and last poses, so that the backend renders the last frame alone.
+
+        A generative backend must produce the whole chunk to reach its last frame, so it always
+        gets every pose; :meth:`_finish_step` then keeps the last frame.
+        """
+        independent = getattr(self.backend, "renders_frames_independently", False)
+        if self.config.chunk_frames == "last" and independent:
+            return planned.poses[:, [0, -1]]
+        return planned.poses
+
     def _finish_step(
         self, planned: _StepPlan, frames: np.ndarray
     ) -> tuple[dict, dict, dict, dict, dict]:
-        """Rewards, ends and bookkeeping of a planned step, given the backend's ``frames``."""
+        """Rewards, ends and bookkeeping of a planned step, given the backend's ``frames``
+        (``(N, F, 2H, 2W, 3)`` for the poses of :meth:`_backend_poses`)."""
         cfg = self.config
+        if cfg.chunk_frames == "last" and frames.shape[1] != 1:
+            frames = frames[:, -1:].copy()  # a copy: the rest of the chunk can be freed
         index = {a: k for k, a in enumerate(self.possible_agents)}
         action_array, live, plans = planned.actions, planned.live, planned.poses
         collisions = planned.collisions
@@ -344,7 +381,8 @@ class ShareVerseParallelEnv(ParallelEnv):
         self._prev_actions[live] = action_array[live]
         self._last_frames = frames[:, -1]
         self._chunk_frames = frames
-        self._chunk_poses = plans[:, 1:].transpose(1, 0, 2).copy()
+        # The poses of the frames kept: the whole chunk, or its last pose only.
+        self._chunk_poses = plans[:, -frames.shape[1] :].transpose(1, 0, 2).copy()
         for agent in list(self.agents):
             if terminations[agent] or truncations[agent]:
                 self._alive[index[agent]] = False
@@ -365,8 +403,9 @@ class ShareVerseParallelEnv(ParallelEnv):
     def render_chunk(self) -> np.ndarray:
         """``(F, H, W_total, 3)``: the :meth:`render` layout for every frame of the last chunk.
 
-        After ``reset`` that is the single initial frame; after each ``step`` the 28 new frames.
-        :class:`shareverse_env.wrappers.RecordVideo` writes these.
+        After ``reset`` that is the single initial frame; after each ``step`` the 28 new frames
+        (only the last with ``chunk_frames="last"``). :class:`shareverse_env.wrappers.RecordVideo`
+        writes these.
         """
         if self._poses is None:
             raise RuntimeError("render_chunk() called before reset()")

@@ -24,6 +24,12 @@ is 140–220 m of driving after the start, where the roads allow, then moved bac
 at least 60 m). Routes continue beyond the interaction: straight on where possible, turning at
 the town's edge.
 
+The 140–220 m is :data:`TRAVEL_RANGE`, the default of ``make_scenario(..., travel_range=...)``
+(the env's ``goal_distance``). A shorter range such as ``(60, 90)`` suits reinforcement learning:
+the goal is then a few chunks away. A draw whose goal ends under :data:`MIN_TRAVEL` after the
+end shift (possible when the range starts near 60 m) fails that attempt and the next one is
+drawn, so such ranges cost a few more attempts per scenario.
+
 More or fewer agents (``num_agents``):
 
 * ``N = 1``: the scenario's first role alone, placed as it would be with its partner.
@@ -55,6 +61,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -261,9 +268,14 @@ def _role_route(
 
 
 def _goal(
-    route: Route, start_s: float, past_s: float, rng: np.random.Generator, margin: float
+    route: Route,
+    start_s: float,
+    past_s: float,
+    rng: np.random.Generator,
+    margin: float,
+    travel_range: tuple[float, float],
 ) -> float:
-    travel = rng.uniform(*TRAVEL_RANGE)
+    travel = rng.uniform(*travel_range)
     goal = min(start_s + travel, route.length - margin) - rng.uniform(0.0, END_SHIFT)
     if start_s < 0.0 or goal - start_s < MIN_TRAVEL or goal < past_s + PASS_DISTANCE:
         raise _NoFit("route too short")
@@ -280,7 +292,7 @@ def _back_room(num_agents: int) -> float:
     return 50.0 + extra * (EXTRA_SPACING[1] + 4.0)
 
 
-def _draft_head_on(roads, site, rng, n) -> list[_Draft]:
+def _draft_head_on(roads, site, rng, n, travel) -> list[_Draft]:
     a, b = site
     length = float(np.linalg.norm(roads.nodes[b] - roads.nodes[a]))
     t = rng.uniform(0.3, 0.7) * length  # the meeting point, t metres from a towards b
@@ -293,12 +305,16 @@ def _draft_head_on(roads, site, rng, n) -> list[_Draft]:
     start_b = meet_b - HEAD_ON_APPROACH + _shift(rng)
     roles = ROLES["head_on"]
     return [
-        _Draft(roles[0], route_a, start_a, _goal(route_a, start_a, meet_a, rng, margin), meet_a),
-        _Draft(roles[1], route_b, start_b, _goal(route_b, start_b, meet_b, rng, margin), meet_b),
+        _Draft(
+            roles[0], route_a, start_a, _goal(route_a, start_a, meet_a, rng, margin, travel), meet_a
+        ),
+        _Draft(
+            roles[1], route_b, start_b, _goal(route_b, start_b, meet_b, rng, margin, travel), meet_b
+        ),
     ]
 
 
-def _draft_following(roads, site, rng, n) -> list[_Draft]:
+def _draft_following(roads, site, rng, n, travel) -> list[_Draft]:
     a, b = site
     length = float(np.linalg.norm(roads.nodes[b] - roads.nodes[a]))
     gap = rng.uniform(*FOLLOW_GAP)
@@ -307,8 +323,8 @@ def _draft_following(roads, site, rng, n) -> list[_Draft]:
     follow = lead - gap
     margin = roads.road_half_width
     roles = ROLES["following"]
-    lead_goal = _goal(route, lead, lead, rng, margin)
-    follow_goal = _goal(route, follow, lead, rng, margin)
+    lead_goal = _goal(route, lead, lead, rng, margin, travel)
+    follow_goal = _goal(route, follow, lead, rng, margin, travel)
     return [
         _Draft(roles[0], route, lead, lead_goal, lead),
         _Draft(roles[1], route, follow, follow_goal, lead),
@@ -316,7 +332,7 @@ def _draft_following(roads, site, rng, n) -> list[_Draft]:
 
 
 def _draft_two_approaches(
-    roads, junction, cores: tuple[list[int], list[int]], roles, rng, n
+    roads, junction, cores: tuple[list[int], list[int]], roles, rng, n, travel
 ) -> list[_Draft]:
     margin = roads.road_half_width
     back = APPROACH + START_SHIFT + _back_room(n)
@@ -324,30 +340,31 @@ def _draft_two_approaches(
     for core, role in zip(cores, roles, strict=True):
         route, sj, past = _role_route(roads, core, junction, back, rng)
         start = sj - APPROACH + _shift(rng)
-        drafts.append(_Draft(role, route, start, _goal(route, start, past, rng, margin), past))
+        goal = _goal(route, start, past, rng, margin, travel)
+        drafts.append(_Draft(role, route, start, goal, past))
     return drafts
 
 
-def _draft_crossing(roads, site, rng, n) -> list[_Draft]:
+def _draft_crossing(roads, site, rng, n, travel) -> list[_Draft]:
     j, na, nb = site
     cores = ([na, j, turn_at(roads, na, j, "straight")], [nb, j, turn_at(roads, nb, j, "straight")])
-    return _draft_two_approaches(roads, j, cores, ROLES["crossing"], rng, n)
+    return _draft_two_approaches(roads, j, cores, ROLES["crossing"], rng, n, travel)
 
 
-def _draft_t_junction(roads, site, rng, n) -> list[_Draft]:
+def _draft_t_junction(roads, site, rng, n, travel) -> list[_Draft]:
     j, p, q, stem, turn = site
     cores = ([p, j, q], [stem, j, turn_at(roads, stem, j, turn)])
-    return _draft_two_approaches(roads, j, cores, ROLES["t_junction"], rng, n)
+    return _draft_two_approaches(roads, j, cores, ROLES["t_junction"], rng, n, travel)
 
 
-def _draft_left_turn_across(roads, site, rng, n) -> list[_Draft]:
+def _draft_left_turn_across(roads, site, rng, n, travel) -> list[_Draft]:
     j, na = site
     nb = turn_at(roads, na, j, "straight")
     cores = ([na, j, nb], [nb, j, turn_at(roads, nb, j, "left")])
-    return _draft_two_approaches(roads, j, cores, ROLES["left_turn_across"], rng, n)
+    return _draft_two_approaches(roads, j, cores, ROLES["left_turn_across"], rng, n, travel)
 
 
-def _draft_diverge(roads, site, rng, n) -> list[_Draft]:
+def _draft_diverge(roads, site, rng, n, travel) -> list[_Draft]:
     j, na = site
     margin = roads.road_half_width
     back = DIVERGE_APPROACH + START_SHIFT + DIVERGE_GAP[1] + _back_room(n)
@@ -359,7 +376,8 @@ def _draft_diverge(roads, site, rng, n) -> list[_Draft]:
         route, sj, past = _role_route(roads, [na, j, turn_at(roads, na, j, turn)], j, back, rng)
         leads = (turn == "left") == left_leads
         start = sj - (lead_dist if leads else follow_dist)
-        drafts.append(_Draft(role, route, start, _goal(route, start, past, rng, margin), past))
+        goal = _goal(route, start, past, rng, margin, travel)
+        drafts.append(_Draft(role, route, start, goal, past))
     return drafts
 
 
@@ -537,9 +555,14 @@ def _check(town: Town, plans: list[AgentPlan]) -> str | None:
 
 
 def _attempt(
-    town: Town, name: str, site: tuple, num_agents: int, rng: np.random.Generator
+    town: Town,
+    name: str,
+    site: tuple,
+    num_agents: int,
+    rng: np.random.Generator,
+    travel_range: tuple[float, float],
 ) -> list[AgentPlan]:
-    drafts = _DRAFTERS[name](town.roads, site, rng, num_agents)
+    drafts = _DRAFTERS[name](town.roads, site, rng, num_agents, travel_range)
     placed = _place_extras(drafts, num_agents, rng, town.roads.road_half_width)
     _stop_before_parked_goals(placed)
     plans = []
@@ -562,7 +585,11 @@ def _attempt(
 
 
 def _make(
-    town: Town, name: str, num_agents: int, rng: np.random.Generator
+    town: Town,
+    name: str,
+    num_agents: int,
+    rng: np.random.Generator,
+    travel_range: tuple[float, float],
 ) -> tuple[AgentPlan, ...]:
     sites, needs = _sites(town.roads, name)
     if not sites:
@@ -573,7 +600,7 @@ def _make(
     for index in rng.permutation(len(sites)):
         for _ in range(2):  # two draws of the shifts per site
             try:
-                return tuple(_attempt(town, name, sites[index], num_agents, rng))
+                return tuple(_attempt(town, name, sites[index], num_agents, rng, travel_range))
             except _NoFit as err:
                 reasons[str(err)] = reasons.get(str(err), 0) + 1
     summary = "; ".join(f"{why} ({count}×)" for why, count in sorted(reasons.items()))
@@ -585,11 +612,36 @@ def _make(
     )
 
 
+def check_travel_range(value: Any, name: str = "travel_range") -> tuple[float, float]:
+    """``value`` as a ``(lo, hi)`` pair of floats, or a ValueError naming ``name``.
+
+    Shared by :func:`make_scenario` and the env's ``goal_distance`` so both reject the same
+    values with the same message.
+
+    >>> check_travel_range((60, 90))
+    (60.0, 90.0)
+    """
+    expected = f"expected two finite numbers (lo, hi) with {MIN_TRAVEL:g} <= lo <= hi (metres)"
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = ()
+    if len(items) != 2 or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in items
+    ):
+        raise ValueError(f"{name}={value!r} is invalid: {expected}")
+    lo, hi = float(items[0]), float(items[1])
+    if not (np.isfinite(lo) and np.isfinite(hi) and MIN_TRAVEL <= lo <= hi):
+        raise ValueError(f"{name}={value!r} is invalid: {expected}")
+    return lo, hi
+
+
 def make_scenario(
     town: Town,
     name: str | None = None,
     num_agents: int = 2,
     rng: np.random.Generator | int | None = None,
+    travel_range: tuple[float, float] = TRAVEL_RANGE,
 ) -> Scenario:
     """Draw a scenario in ``town``.
 
@@ -601,15 +653,19 @@ def make_scenario(
             first two are placed.
         rng: a generator (one integer is drawn from it), an integer seed, or ``None`` (fresh
             entropy). The result is deterministic given the generator's state or the seed.
+        travel_range: ``(lo, hi)`` metres of driving from start to goal, drawn per role before
+            the goal moves back by up to :data:`END_SHIFT`; ``MIN_TRAVEL <= lo <= hi``. Shorter
+            than the default makes shorter episodes (the env's ``goal_distance``).
 
     Raises:
-        ValueError: for an unknown name or ``num_agents < 1``, or when the town cannot host the
-            scenario anywhere; the message says what is missing.
+        ValueError: for an unknown name, ``num_agents < 1`` or a bad ``travel_range``, or when
+            the town cannot host the scenario anywhere; the message says what is missing.
     """
     if name is not None and name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose from {SCENARIOS}")
     if not isinstance(num_agents, int | np.integer) or num_agents < 1:
         raise ValueError(f"num_agents must be an integer ≥ 1; got {num_agents!r}")
+    travel = check_travel_range(travel_range, "travel_range")
     if isinstance(rng, np.random.Generator):
         seed = int(rng.integers(2**31 - 1))
     elif rng is None:
@@ -618,12 +674,12 @@ def make_scenario(
         seed = int(rng)
     gen = np.random.default_rng(seed)
     if name is not None:
-        return Scenario(name, _make(town, name, int(num_agents), gen), seed)
+        return Scenario(name, _make(town, name, int(num_agents), gen, travel), seed)
     order = [SCENARIOS[i] for i in gen.permutation(len(SCENARIOS))]
     errors = []
     for candidate in order:
         try:
-            return Scenario(candidate, _make(town, candidate, int(num_agents), gen), seed)
+            return Scenario(candidate, _make(town, candidate, int(num_agents), gen, travel), seed)
         except ValueError as err:
             errors.append(str(err))
     raise ValueError("the town cannot host any scenario:\n" + "\n".join(errors))

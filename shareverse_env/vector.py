@@ -17,7 +17,8 @@ Data layout (``N = num_agents``, agents in ``possible_agents`` order):
 ``terminations``,   ``{agent: (B,) bool}``: ``True`` only on the step where that agent's episode
 ``truncations``     ends
 ``infos``           a list of ``B`` dicts, env ``i``'s own ``{agent: info}`` of this step (agents
-                    that did not act this step have none)
+                    that did not act this step have none); ``chunk_frames="last"`` applies as in
+                    one env (one frame rendered per agent on the world backend)
 ``active``          ``(B, N) bool`` property: the agents whose actions the next step uses
 ==================  ===========================================================================
 
@@ -187,9 +188,8 @@ class ShareVerseVectorEnv:
         if stepping:
             envs = [self.envs[i] for i in stepping]
             backends = [env.backend for env in envs]
-            frames = _generate_many(
-                backends, [p.poses for p in plans], [env._alive for env in envs]
-            )
+            poses = [env._backend_poses(p) for env, p in zip(envs, plans, strict=True)]
+            frames = _generate_many(backends, poses, [env._alive for env in envs])
             for i, env, plan, chunk in zip(stepping, envs, plans, frames, strict=True):
                 obs, rew, term, trunc, info = env._finish_step(plan, chunk)
                 for k, agent in enumerate(self.possible_agents):

@@ -152,3 +152,19 @@ def test_console_script_help_has_examples():
     )
     assert result.returncode == 0
     assert "examples:" in result.stdout and "--policy random|expert|still|PATH" in result.stdout
+
+
+def test_rollout_rebuilds_the_observation_wrappers_of_a_checkpoint(tmp_path, capsys):
+    from shareverse_env.wrappers import DictObservation
+
+    env = DictObservation(shareverse_env.parallel_env(backend="world"), route_points=4)
+    path = tmp_path / "dict_policy.safetensors"
+    wrappers = [{"name": "DictObservation", "route_points": 4}]
+    save_policy(path, ActorCritic.for_env(env), {"note": "untrained"}, wrappers)
+    args = ["rollout", "--backend", "world", "--chunks", "1", "--policy", str(path)]
+    assert main(args) == 0
+    assert "agent_0 return" in capsys.readouterr().out
+    assert main(["info", "--backend", "world", "--policy", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "observation wrapper: {'name': 'DictObservation'" in out
+    assert "fits this env's spaces: yes" in out

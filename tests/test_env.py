@@ -10,7 +10,10 @@ from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, render
 from pettingzoo.utils.conversions import parallel_to_aec
 
 import shareverse_env
+from shareverse_env.backends import WorldBackend
 from shareverse_env.geometry import NEW_FRAMES_PER_CHUNK
+from shareverse_env.scenarios import END_SHIFT, SCENARIOS, TRAVEL_RANGE
+from shareverse_env.vector import ShareVerseVectorEnv
 
 DRIVE = np.array([8.0, 0.0, 0.0], dtype=np.float32)
 
@@ -298,6 +301,149 @@ def test_bad_config():
         shareverse_env.parallel_env(weather="hail")
     with pytest.raises(ValueError, match="multiples of 16"):
         shareverse_env.parallel_env(backend="world", view_hw=(60, 90))
+    with pytest.raises(ValueError, match=r"chunk_frames.*'all', 'last'"):
+        make(chunk_frames="every")
+
+
+# ---------------------------------------------------------------------- goal_distance
+
+SMALL = {
+    "view_hw": (16, 16),
+    "backend_options": {"max_distance": 40.0},
+    "town_seed": 0,
+}
+"""A fast env: tiny views, short draw distance, one cached town."""
+
+
+def route_lengths(**kwargs):
+    env = make(**SMALL, **kwargs)
+    lengths = []
+    for name in SCENARIOS:
+        for seed in range(3):
+            _obs, infos = env.reset(seed=seed, options={"scenario": name})
+            assert infos["agent_0"]["scenario"]["name"] == name
+            lengths += [infos[a]["scenario"]["route_length"] for a in env.agents]
+    return np.array(lengths)
+
+
+def test_goal_distance_gives_short_routes():
+    short = route_lengths(goal_distance=(60, 90))
+    # _stop_before_parked_goals may shorten a route, never lengthen it: the upper bound is strict.
+    assert short.max() <= 90.0 + 1e-6
+    assert short.min() >= 60.0 - END_SHIFT - 1e-6
+    default = route_lengths()
+    assert short.mean() < 0.6 * default.mean(), (short.mean(), default.mean())
+    # The default range is TRAVEL_RANGE: passing it explicitly changes nothing.
+    np.testing.assert_array_equal(route_lengths(goal_distance=TRAVEL_RANGE), default)
+
+
+@pytest.mark.parametrize(
+    "bad", [(30, 90), (90, 60), (float("nan"), 90), (60, float("inf")), (60,), "far", 70.0]
+)
+def test_bad_goal_distance(bad):
+    with pytest.raises(ValueError, match="goal_distance"):
+        make(goal_distance=bad)
+
+
+# ---------------------------------------------------------------------- chunk_frames
+
+
+def chunk_trace(chunk_frames, backend="world", steps=3):
+    """Everything an episode gives out, with agent_0 crashing early and agent_1 driving on."""
+    env = make(
+        max_cycles=steps,
+        render_mode="rgb_array",
+        chunk_frames=chunk_frames,
+        backend=backend,
+        **SMALL,
+    )
+    calls = []
+    generate = env.backend.generate
+
+    def spy(poses, active):
+        calls.append(np.asarray(poses).shape)
+        return generate(poses, active)
+
+    env.backend.generate = spy
+    obs, infos = env.reset(seed=5, options={"scenario": "following"})
+    trace = [(obs, infos, env.render_chunk(), env.state())]
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        actions = {
+            a: np.array([rng.uniform(3, 12), rng.uniform(-0.3, 0.3), rng.uniform(-0.1, 0.1)])
+            for a in env.agents
+        }
+        if "agent_0" in actions:
+            actions["agent_0"] = np.array([28.0, 3.0, np.pi / 2])  # off the road
+        out = copy.deepcopy(env.step(actions))
+        trace.append((*out, env.render_chunk(), env.state()))
+    return trace, calls
+
+
+def split_frames(trace):
+    """``trace`` without infos' frames and render_chunk (compared separately), and those."""
+    rest, frames, chunks = [], [], []
+    for entry in trace:
+        *outputs, infos, chunk, state = entry
+        frames.append({a: info.pop("frames") for a, info in infos.items()})
+        chunks.append(chunk)
+        rest.append((*outputs, infos, state))
+    return rest, frames, chunks
+
+
+@pytest.mark.parametrize("independent", [True, False])
+def test_chunk_frames_last_keeps_the_last_frame_only(independent):
+    class WholeChunk(WorldBackend):
+        """Stands in for a generative backend: must be given the whole chunk."""
+
+        renders_frames_independently = False
+
+    def backend():
+        return "world" if independent else WholeChunk(view_hw=(16, 16), max_distance=40.0)
+
+    full, full_calls = chunk_trace("all", backend=backend())
+    last, last_calls = chunk_trace("last", backend=backend())
+    assert all(shape[1] == NEW_FRAMES_PER_CHUNK + 1 for shape in full_calls)
+    # Only the final frame is rendered where the backend allows it.
+    assert all(shape[1] == (2 if independent else NEW_FRAMES_PER_CHUNK + 1) for shape in last_calls)
+    assert len(full_calls) == len(last_calls) == 3
+
+    full_rest, full_frames, full_chunks = split_frames(full)
+    last_rest, last_frames, last_chunks = split_frames(last)
+    # Observations, rewards, ends, poses, scenario, state: identical, bit for bit.
+    assert_same(full_rest, last_rest)
+    ended = [a for a, done in full[1][2].items() if done]
+    assert ended == ["agent_0"]  # one agent is done while the other drives on
+    for step, (a, b) in enumerate(zip(full_frames, last_frames, strict=True)):
+        for agent in a:
+            assert b[agent].shape == (1, 32, 32, 3)
+            np.testing.assert_array_equal(b[agent], a[agent][-1:])
+            if step:
+                assert a[agent].shape == (NEW_FRAMES_PER_CHUNK, 32, 32, 3)
+    for step, (a, b) in enumerate(zip(full_chunks, last_chunks, strict=True)):
+        assert b.shape == (1, *a.shape[1:])
+        assert a.shape[0] == (NEW_FRAMES_PER_CHUNK if step else 1)
+        np.testing.assert_array_equal(b, a[-1:])  # the minimap too: the last poses
+
+
+def test_chunk_frames_last_in_a_vector_env():
+    def run(mode):
+        envs = ShareVerseVectorEnv(2, backend="world", max_cycles=2, chunk_frames=mode, **SMALL)
+        out = [envs.reset(seed=3)]
+        actions = np.tile(np.float32([8.0, 0.0, 0.05]), (2, 2, 1))
+        out += [envs.step(actions) for _ in range(2)]
+        return out
+
+    full, last = run("all"), run("last")
+    for a, b in zip(full, last, strict=True):
+        assert_same(a[:-1], b[:-1])  # observations, rewards, ends
+    for a, b in zip(full[1:], last[1:], strict=True):
+        for info_a, info_b in zip(a[-1], b[-1], strict=True):
+            for agent in info_a:
+                frames_a, frames_b = info_a[agent].pop("frames"), info_b[agent].pop("frames")
+                assert frames_b.shape == (1, 32, 32, 3)
+                np.testing.assert_array_equal(frames_b, frames_a[-1:])
+            assert_same(info_a, info_b)
 
 
 if __name__ == "__main__":

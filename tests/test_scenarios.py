@@ -17,6 +17,7 @@ from shareverse_env.scenarios import (
     MIN_TRAVEL,
     ROLES,
     SCENARIOS,
+    TRAVEL_RANGE,
     AgentPlan,
     Scenario,
     make_scenario,
@@ -240,6 +241,19 @@ def test_a_route_follower_reaches_every_goal(town, name):
         assert total > 0.1 * MIN_TRAVEL
 
 
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_travel_range(town, name):
+    for n, seed in ((2, 0), (2, 1), (3, 2)):
+        short = make_scenario(town, name, n, np.random.default_rng(seed), travel_range=(60, 90))
+        check_invariants(town, short, n)
+        lengths = [plan.route.length for plan in short.agents]
+        # Never longer than the range (parked goals only shorten); at least MIN_TRAVEL.
+        assert max(lengths) <= 90.0 + 1e-6 and min(lengths) >= MIN_TRAVEL - 1e-6
+        default = make_scenario(town, name, n, np.random.default_rng(seed))
+        same = make_scenario(town, name, n, np.random.default_rng(seed), travel_range=TRAVEL_RANGE)
+        assert [default.to_info(k) for k in range(n)] == [same.to_info(k) for k in range(n)]
+
+
 def test_determinism_and_variety(town):
     a = make_scenario(town, "crossing", 2, np.random.default_rng(5))
     b = make_scenario(town, "crossing", 2, np.random.default_rng(5))
@@ -283,6 +297,9 @@ def test_errors():
         make_scenario(big, "drag_race", 2, np.random.default_rng(0))
     with pytest.raises(ValueError, match="num_agents"):
         make_scenario(big, "head_on", 0, np.random.default_rng(0))
+    for bad in ((30, 90), (90, 60), (np.nan, 90), (60, 70, 80), None, ("60", "90")):
+        with pytest.raises(ValueError, match=r"travel_range.*60 <= lo <= hi"):
+            make_scenario(big, "head_on", 2, np.random.default_rng(0), travel_range=bad)
 
 
 def test_blocked_sites_are_avoided():

@@ -9,6 +9,9 @@ A policy is a callable ``policy(observations) -> {agent: action}`` for the env's
                 collisions before driving it
 ``"random"``    :func:`random_policy`: uniform samples of the action space
 ``"still"``     :func:`still_policy`: the zero pose delta, every car stands where it is
+a path          a trained :class:`ActorCritic` checkpoint (``.safetensors``), loaded by
+                :func:`load_policy`; wrap the env with :func:`wrap_for_policy` first when the
+                network reads wrapped observations
 ==============  ================================================================================
 
 Example:
@@ -22,10 +25,20 @@ Example:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from pettingzoo import ParallelEnv
 
+from .actor_critic import (
+    ActorCritic,
+    ActorCriticConfig,
+    LearnedPolicy,
+    load_policy,
+    save_policy,
+    wrap_for_policy,
+)
 from .base import Policy, reset_policy
 from .expert import RouteFollowingExpert
 from .rollout import Outcome, run_episode
@@ -35,31 +48,45 @@ POLICIES: tuple[str, ...] = ("expert", "random", "still")
 """Names :func:`make_policy` knows."""
 
 
-def make_policy(name: str, env: ParallelEnv, seed: int | None = 0, **kwargs: Any) -> Policy:
-    """The policy called ``name`` (one of :data:`POLICIES`) for ``env``.
+def make_policy(
+    name: str | os.PathLike[str], env: ParallelEnv, seed: int | None = 0, **kwargs: Any
+) -> Policy:
+    """The policy called ``name`` (one of :data:`POLICIES`, or a checkpoint path) for ``env``.
 
-    ``seed`` seeds the random policy (the others are deterministic); ``kwargs`` go to the
-    policy's constructor (e.g. ``cruise_speed=6.0`` or ``agents=[...]`` for the expert).
+    ``seed`` seeds the random policy and a sampling learned policy (the others are
+    deterministic); ``kwargs`` go to the policy's constructor (e.g. ``cruise_speed=6.0`` or
+    ``agents=[...]`` for the expert, ``deterministic=False`` for a checkpoint).
     """
-    if name == "expert":
-        return RouteFollowingExpert(env, **kwargs)
-    if name == "random":
-        return random_policy(env, seed, **kwargs)
-    if name == "still":
+    if isinstance(name, str) and name in POLICIES:
+        if name == "expert":
+            return RouteFollowingExpert(env, **kwargs)
+        if name == "random":
+            return random_policy(env, seed, **kwargs)
         return still_policy(env, **kwargs)
-    raise ValueError(f"make_policy: unknown policy name {name!r}; expected one of {POLICIES}")
+    if Path(name).suffix in (".safetensors", ".json"):
+        return load_policy(name, env, seed=seed, **kwargs)
+    raise ValueError(
+        f"make_policy: unknown policy {str(name)!r}; expected one of {POLICIES} or the path of a "
+        "checkpoint ending in .safetensors"
+    )
 
 
 __all__ = [
     "POLICIES",
+    "ActorCritic",
+    "ActorCriticConfig",
+    "LearnedPolicy",
     "Outcome",
     "Policy",
     "RandomPolicy",
     "RouteFollowingExpert",
     "StillPolicy",
+    "load_policy",
     "make_policy",
     "random_policy",
     "reset_policy",
     "run_episode",
+    "save_policy",
     "still_policy",
+    "wrap_for_policy",
 ]

@@ -8,6 +8,13 @@ without wrappers to rebuild. Any uint8 image space works: ``(H, W)``, ``(H, W, C
 ``(k, H, W, C)`` from :class:`~shareverse_env.wrappers.StackChunkFrames` (stacked frames become
 channels), for example a :class:`~shareverse_env.wrappers.ResizeObservation`-wrapped env.
 
+It also reads a ``Dict`` observation such as
+:class:`~shareverse_env.wrappers.DictObservation`'s: the ``"image"`` key goes through the
+CNN, and the chosen vector keys (by default every other key but the world-frame ``"pose"``:
+speed, the goal and the route ahead in the ego frame) are flattened, squashed with
+``symlog(x) = sign(x)·log(1 + |x|)`` (metres from 0.5 to 200 in one sensible range without
+statistics to keep), passed through a small ReLU layer and joined to the image features.
+
 ==========  ====================================================================================
 trunk       conv 8×8/4 → conv 4×4/2 → conv 3×3/2 (ReLU) → linear (ReLU); pixels scaled to
             [-0.5, 0.5]
@@ -15,6 +22,8 @@ actor       Gaussian over the action *normalised* to [-1, 1] per field: mean ``t
             state-independent log std; a sample is clipped to [-1, 1] and mapped affinely onto
             the env's bounds, so every action the network emits is within the action space.
             Log-probabilities are of the unclipped sample (as in CleanRL's continuous PPO).
+vectors     (``Dict`` observations) ``symlog → linear (ReLU)``, concatenated to the trunk's
+            output before the heads
 critic      ``linear → V(s)`` on the same trunk
 ==========  ====================================================================================
 
@@ -22,7 +31,9 @@ The normalised mean 0 is the centre of the bounds: (11.5 m forward, 0 m lateral,
 an untrained network drives straight ahead at about 4 m/s.
 
 Checkpoints are two files written atomically: ``NAME.safetensors`` (the weights) and the JSON
-sidecar ``NAME.json`` (format, architecture, the spaces it was made for, free metadata).
+sidecar ``NAME.json`` (format, architecture, the spaces it was made for, the observation
+wrappers it was trained behind, free metadata). :func:`wrap_for_policy` rebuilds those wrappers
+around a bare env, so ``shareverse-env rollout --policy PATH`` runs any checkpoint.
 Nothing is unpickled when loading; a checkpoint made for other spaces is refused with an error
 that names both.
 
@@ -61,6 +72,8 @@ from torch import nn
 CHECKPOINT_FORMAT = "shareverse-actor-critic"
 """The ``format`` field of the JSON sidecar."""
 CHECKPOINT_VERSION = 1
+Observation = torch.Tensor | dict[str, torch.Tensor]
+"""A batch of observations: an image tensor, or a dict of tensors for ``Dict`` observations."""
 DEFAULT_LOG_STD = (-1.6, -2.5, -2.5)
 """Initial log std of the normalised (forward, lateral, yaw): see :class:`ActorCriticConfig`."""
 
@@ -77,10 +90,12 @@ class ActorCriticConfig:
         hidden: width of the linear layer after them.
         init_log_std: initial log standard deviation of the normalised action, one per field
             or one for all. ``None`` (default): (-1.6, -2.5, -2.5) for the env's
-            (forward, lateral, yaw) pose delta, -1.6 for other action sizes. That is ±0.2 of the forward half-range
-            (±3.3 m per chunk) and ±0.08 of the others (±0.25 m lateral, ±0.13 rad yaw): a
-            pose delta acts for a whole 2.8 s chunk, and with ±0.2 on every field 80 % of the
-            untrained network's sampled episodes ended in a collision (19 % with the mean).
+            (forward, lateral, yaw) pose delta, -1.6 for other action sizes: ±0.2 of the
+            forward half-range (±3.3 m per chunk), ±0.08 of the others (±0.25 m lateral,
+            ±0.13 rad yaw). A pose delta acts for a whole 2.8 s chunk: with ±0.2 on every
+            field, 79 % of the untrained network's sampled car-episodes ended in a collision
+            (21 % with its mean action); the per-field noise brought PPO's training episodes
+            from about 0.8 to about 0.6 collisions.
 
     Example:
         >>> cfg = ActorCriticConfig((128, 192, 3), (-5.0, -3.0, -1.57), (28.0, 3.0, 1.57))
@@ -94,6 +109,9 @@ class ActorCriticConfig:
     channels: tuple[int, int, int] = (16, 32, 32)
     hidden: int = 256
     init_log_std: float | tuple[float, ...] | None = None
+    image_key: str | None = None
+    vectors: tuple[tuple[str, int], ...] = ()
+    vector_hidden: int = 64
 
     def __post_init__(self) -> None:
         # Normalise sequences (e.g. lists read from JSON) so that configs compare equal.
@@ -107,6 +125,18 @@ class ActorCriticConfig:
         if not isinstance(log_std, int | float):
             log_std = tuple(float(v) for v in log_std)
         object.__setattr__(self, "init_log_std", log_std)
+        object.__setattr__(
+            self, "vectors", tuple((str(key), int(size)) for key, size in self.vectors)
+        )
+        if self.vectors and self.image_key is None:
+            raise ValueError("ActorCriticConfig: vectors need a Dict observation (image_key)")
+        if any(size < 1 for _, size in self.vectors) or self.vector_hidden < 1:
+            raise ValueError(
+                f"ActorCriticConfig: vector sizes and vector_hidden must be ≥ 1; got "
+                f"{self.vectors}, {self.vector_hidden}"
+            )
+        if self.image_key is not None and self.image_key in dict(self.vectors):
+            raise ValueError(f"ActorCriticConfig: {self.image_key!r} is both image and vector")
         if len(self.obs_shape) not in (2, 3, 4) or min(self.obs_shape) < 1:
             raise ValueError(
                 "ActorCriticConfig: obs_shape must be (H, W), (H, W, C) or (k, H, W, C) with "
@@ -161,18 +191,63 @@ class ActorCriticConfig:
     def action_dim(self) -> int:
         return len(self.action_low)
 
+    @property
+    def vector_dim(self) -> int:
+        """Values of all vector inputs together (0 for a plain image observation)."""
+        return sum(size for _, size in self.vectors)
+
     @classmethod
     def for_spaces(
-        cls, observation_space: gymnasium.Space, action_space: gymnasium.Space, **kwargs: Any
+        cls,
+        observation_space: gymnasium.Space,
+        action_space: gymnasium.Space,
+        vector_keys: Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> ActorCriticConfig:
-        """The config for one agent's spaces; ``kwargs`` set the architecture fields."""
-        check_spaces(observation_space, action_space)
+        """The config for one agent's spaces; ``kwargs`` set the architecture fields.
+
+        For a ``Dict`` observation the image is the ``"image"`` key and ``vector_keys`` (default:
+        every other key except the world-frame ``"pose"``, in sorted order) the vector inputs.
+        """
+        image_space, image_key, vectors = observation_space, None, ()
+        if isinstance(observation_space, gymnasium.spaces.Dict):
+            image_key = "image"
+            if image_key not in observation_space.spaces:
+                raise ValueError(
+                    "ActorCritic: a Dict observation needs an 'image' key (DictObservation's "
+                    f"layout); got keys {sorted(observation_space.spaces)}"
+                )
+            image_space = observation_space[image_key]
+            if vector_keys is None:
+                vector_keys = sorted(
+                    k for k in observation_space.spaces if k not in ("image", "pose")
+                )
+            vectors = tuple((key, _vector_size(observation_space, key)) for key in vector_keys)
+        elif vector_keys:
+            raise ValueError(
+                f"ActorCritic: vector_keys {list(vector_keys)} need a Dict observation; got "
+                f"{observation_space}"
+            )
+        check_spaces(image_space, action_space)
         return cls(
-            tuple(observation_space.shape),
+            tuple(image_space.shape),
             tuple(np.asarray(action_space.low, np.float64).tolist()),
             tuple(np.asarray(action_space.high, np.float64).tolist()),
+            image_key=image_key,
+            vectors=vectors,
             **kwargs,
         )
+
+
+def _vector_size(space: gymnasium.spaces.Dict, key: str) -> int:
+    """Flattened size of the float ``Box`` at ``space[key]``, or a ``ValueError`` saying why not."""
+    sub = space.spaces.get(key)
+    if not isinstance(sub, gymnasium.spaces.Box) or not np.issubdtype(sub.dtype, np.floating):
+        raise ValueError(
+            f"ActorCritic: vector input {key!r} must be a float Box of the Dict observation; "
+            f"got {sub} (keys: {sorted(space.spaces)})"
+        )
+    return int(np.prod(sub.shape))
 
 
 def check_spaces(observation_space: gymnasium.Space, action_space: gymnasium.Space) -> None:
@@ -185,7 +260,7 @@ def check_spaces(observation_space: gymnasium.Space, action_space: gymnasium.Spa
     if not obs_ok:
         raise ValueError(
             "ActorCritic needs a uint8 image observation Box of shape (H, W), (H, W, C) or "
-            f"(k, H, W, C) (apply DictObservation after training, not before); got {observation_space}"
+            f"(k, H, W, C), or a Dict with such an 'image'; got {observation_space}"
         )
     act_ok = isinstance(action_space, gymnasium.spaces.Box) and len(action_space.shape) == 1
     if not act_ok:
@@ -237,9 +312,16 @@ class ActorCritic(nn.Module):
             flat = self.trunk(torch.zeros(1, config.in_channels, *config.image_hw)).shape[1]
         self.trunk.append(_layer(nn.Linear(flat, config.hidden), root2))
         self.trunk.append(nn.ReLU())
+        head_in = config.hidden
+        self.vector_net: nn.Module | None = None
+        if config.vectors:
+            self.vector_net = nn.Sequential(
+                _layer(nn.Linear(config.vector_dim, config.vector_hidden), root2), nn.ReLU()
+            )
+            head_in += config.vector_hidden
         # Small actor gain: the initial mean sits at the centre of the bounds for every input.
-        self.actor_mean = _layer(nn.Linear(config.hidden, config.action_dim), 0.01)
-        self.critic = _layer(nn.Linear(config.hidden, 1), 1.0)
+        self.actor_mean = _layer(nn.Linear(head_in, config.action_dim), 0.01)
+        self.critic = _layer(nn.Linear(head_in, 1), 1.0)
         log_std = torch.zeros(config.action_dim) + torch.tensor(config.init_log_std)
         self.log_std = nn.Parameter(log_std.float())
         low = torch.tensor(config.action_low, dtype=torch.float32)
@@ -266,8 +348,26 @@ class ActorCritic(nn.Module):
 
     # ------------------------------------------------------------------ forward passes
 
-    def features(self, obs: torch.Tensor) -> torch.Tensor:
-        """``(B, *obs_shape)`` uint8 (or float in [0, 255]) → ``(B, hidden)``."""
+    def features(self, obs: Observation) -> torch.Tensor:
+        """``(B, *obs_shape)`` uint8 (or float in [0, 255]) → ``(B, hidden)``; for a ``Dict``
+        observation, a dict of batched tensors → ``(B, hidden + vector_hidden)``."""
+        if self.config.image_key is None:
+            return self._image_features(obs)
+        if not isinstance(obs, dict):
+            raise TypeError("this ActorCritic reads Dict observations: pass a dict of tensors")
+        image = self._image_features(obs[self.config.image_key])
+        if self.vector_net is None:
+            return image
+        device = self.action_centre.device
+        parts = [
+            obs[key].to(device, torch.float32).reshape(len(image), -1)
+            for key, _ in self.config.vectors
+        ]
+        x = torch.cat(parts, dim=1)
+        x = torch.sign(x) * torch.log1p(x.abs())  # symlog: metres from 0.5 to 200 in one range
+        return torch.cat([image, self.vector_net(x)], dim=1)
+
+    def _image_features(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.to(self.action_centre.device, torch.float32)
         shape = self.config.obs_shape
         if len(shape) == 2:
@@ -278,20 +378,20 @@ class ActorCritic(nn.Module):
             x = x.permute(0, 1, 4, 2, 3).flatten(1, 2)
         return self.trunk(x / 255.0 - 0.5)
 
-    def distribution(self, obs: torch.Tensor) -> tuple[torch.distributions.Normal, torch.Tensor]:
+    def distribution(self, obs: Observation) -> tuple[torch.distributions.Normal, torch.Tensor]:
         """The Gaussian over normalised actions and the value, ``(B,)``."""
         hidden = self.features(obs)
         mean = torch.tanh(self.actor_mean(hidden))
         std = self.log_std.exp().expand_as(mean)
         return torch.distributions.Normal(mean, std), self.critic(hidden)[:, 0]
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: Observation) -> torch.Tensor:
         """``V(s)``, ``(B,)``."""
         return self.critic(self.features(obs))[:, 0]
 
     def act(
         self,
-        obs: torch.Tensor,
+        obs: Observation,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -313,7 +413,7 @@ class ActorCritic(nn.Module):
         return u, dist.log_prob(u).sum(-1), dist.entropy().sum(-1), value
 
     def evaluate(
-        self, obs: torch.Tensor, u: torch.Tensor
+        self, obs: Observation, u: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log_prob, entropy, value)`` of given normalised actions ``u`` (for the PPO loss)."""
         dist, value = self.distribution(obs)
@@ -322,6 +422,29 @@ class ActorCritic(nn.Module):
     def to_env_action(self, u: torch.Tensor) -> torch.Tensor:
         """Normalised ``u`` → env actions: clip to [-1, 1], then map onto the bounds."""
         return self.action_centre + self.action_half_range * u.clamp(-1.0, 1.0)
+
+
+def stack_observations(observations: Sequence[Any]) -> Observation:
+    """One batch from per-agent observations: arrays stack into a tensor, dicts key by key.
+
+    Example:
+        >>> batch = stack_observations([{"image": np.zeros((2, 2)), "goal": np.ones(2)}] * 3)
+        >>> {k: tuple(v.shape) for k, v in sorted(batch.items())}
+        {'goal': (3, 2), 'image': (3, 2, 2)}
+    """
+    if observations and isinstance(observations[0], dict):
+        return {
+            key: torch.from_numpy(np.stack([np.asarray(o[key]) for o in observations]))
+            for key in observations[0]
+        }
+    return torch.from_numpy(np.stack([np.asarray(o) for o in observations]))
+
+
+def select_observations(batch: Observation, index: Any) -> Observation:
+    """Rows ``index`` of a batch made by :func:`stack_observations` (tensor or dict)."""
+    if isinstance(batch, dict):
+        return {key: value[index] for key, value in batch.items()}
+    return batch[index]
 
 
 # ---------------------------------------------------------------------- the Policy wrapper
@@ -382,7 +505,7 @@ class LearnedPolicy:
         missing = [a for a in agents if a not in observations]
         if missing:
             raise KeyError(f"LearnedPolicy: no observation for live agents {missing}")
-        obs = torch.from_numpy(np.stack([np.asarray(observations[a]) for a in agents]))
+        obs = stack_observations([observations[a] for a in agents])
         u, *_ = self.net.act(obs, self.deterministic, self._generator)
         actions = self.net.to_env_action(u).cpu().numpy().astype(np.float32)
         return dict(zip(agents, actions, strict=True))
@@ -423,7 +546,10 @@ def _atomic_write(target: Path, write: Any) -> None:
 
 
 def save_policy(
-    path: str | os.PathLike[str], net: ActorCritic, meta: dict[str, Any] | None = None
+    path: str | os.PathLike[str],
+    net: ActorCritic,
+    meta: dict[str, Any] | None = None,
+    observation_wrappers: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Write ``net`` to ``path`` (``.safetensors``) and its JSON sidecar (``.json``).
 
@@ -431,6 +557,9 @@ def save_policy(
         path: the weights file, ending in ``.safetensors``.
         net: the network to save.
         meta: free JSON-able metadata (training settings, results); stored under ``"meta"``.
+        observation_wrappers: the observation wrappers between the bare env and the network,
+            innermost first, as ``{"name": CLASS_NAME, **keywords}`` with a name from
+            :data:`WRAPPERS`; :func:`wrap_for_policy` rebuilds them.
 
     Example:
         >>> import tempfile
@@ -448,7 +577,13 @@ def save_policy(
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": asdict(net.config),
-        "observation": {"shape": list(net.config.obs_shape), "dtype": "uint8"},
+        "observation": {
+            "shape": list(net.config.obs_shape),
+            "dtype": "uint8",
+            "image_key": net.config.image_key,
+            "vectors": [list(v) for v in net.config.vectors],
+        },
+        "observation_wrappers": _check_wrapper_specs(list(observation_wrappers), "save_policy"),
         "action": {"low": list(net.config.action_low), "high": list(net.config.action_high)},
         "meta": meta or {},
     }
@@ -508,33 +643,113 @@ def load_network(path: str | os.PathLike[str], device: str | torch.device = "cpu
     return net.to(device).eval()
 
 
-def _space_text(shape: Sequence[int], low: Sequence[float], high: Sequence[float]) -> str:
-    lows = ", ".join(f"{v:.4g}" for v in low)
-    highs = ", ".join(f"{v:.4g}" for v in high)
-    return f"observation {tuple(shape)} uint8, action Box(low=[{lows}], high=[{highs}])"
+def _space_text(config: ActorCriticConfig) -> str:
+    lows = ", ".join(f"{v:.4g}" for v in config.action_low)
+    highs = ", ".join(f"{v:.4g}" for v in config.action_high)
+    image = f"{tuple(config.obs_shape)} uint8"
+    if config.image_key is not None:
+        parts = [f"{config.image_key!r}: {image}"]
+        parts += [f"{key!r}: {size} floats" for key, size in config.vectors]
+        image = "Dict(" + ", ".join(parts) + ")"
+    return f"observation {image}, action Box(low=[{lows}], high=[{highs}])"
 
 
 def check_compatible(config: ActorCriticConfig, env: ParallelEnv, source: str = "policy") -> None:
     """Raise ``ValueError`` naming both sides when ``env``'s spaces differ from ``config``'s."""
-    wanted = _space_text(config.obs_shape, config.action_low, config.action_high)
+    wanted = _space_text(config)
+    is_dict = config.image_key is not None
     for agent in env.possible_agents:
         obs_space, act_space = env.observation_space(agent), env.action_space(agent)
         try:
-            check_spaces(obs_space, act_space)
+            vector_keys = [key for key, _ in config.vectors] if is_dict else None
+            got_config = ActorCriticConfig.for_spaces(obs_space, act_space, vector_keys)
         except ValueError as err:
-            raise ValueError(f"{source} made for {wanted} cannot drive {agent!r}: {err}") from err
+            hint = ""
+            if is_dict and not isinstance(obs_space, gymnasium.spaces.Dict):
+                hint = (
+                    "; wrap the env with shareverse_env.policies.wrap_for_policy(env, path) first"
+                )
+            raise ValueError(
+                f"{source} made for {wanted} cannot drive {agent!r}: {err}{hint}"
+            ) from err
         same = (
-            tuple(obs_space.shape) == config.obs_shape
-            and tuple(act_space.shape) == (config.action_dim,)
+            got_config.obs_shape == config.obs_shape
+            and got_config.image_key == config.image_key
+            and got_config.vectors == config.vectors
+            and got_config.action_dim == config.action_dim
             and np.allclose(act_space.low, config.action_low, atol=1e-5)
             and np.allclose(act_space.high, config.action_high, atol=1e-5)
         )
         if not same:
-            got = _space_text(obs_space.shape, act_space.low, act_space.high)
+            hint = "use the same wrappers and view size as in training"
+            if is_dict != isinstance(obs_space, gymnasium.spaces.Dict):
+                hint = "wrap the env with shareverse_env.policies.wrap_for_policy(env, path) first"
             raise ValueError(
-                f"{source} was made for {wanted}, but {agent!r} of this env has {got}; use the "
-                "same wrappers and view size as in training"
+                f"{source} was made for {wanted}, but {agent!r} of this env has "
+                f"{_space_text(got_config)}; {hint}"
             )
+
+
+WRAPPERS: tuple[str, ...] = (
+    "SelectViews",
+    "ResizeObservation",
+    "GrayscaleObservation",
+    "StackChunkFrames",
+    "DictObservation",
+)
+"""Observation wrappers a checkpoint may record (``observation_wrappers``) and
+:func:`wrap_for_policy` rebuilds, by class name of :mod:`shareverse_env.wrappers`."""
+
+
+def _check_wrapper_specs(specs: Any, source: str) -> list[dict[str, Any]]:
+    if not isinstance(specs, list | tuple):
+        raise ValueError(f"{source}: observation_wrappers must be a list; got {specs!r}")
+    checked = []
+    for spec in specs:
+        if not isinstance(spec, dict) or spec.get("name") not in WRAPPERS:
+            raise ValueError(
+                f"{source}: each observation wrapper must be a dict with a 'name' in {WRAPPERS} "
+                f"(plus its keyword arguments); got {spec!r}"
+            )
+        checked.append(dict(spec))
+    return checked
+
+
+def wrap_for_policy(env: ParallelEnv, path: str | os.PathLike[str]) -> ParallelEnv:
+    """``env`` wrapped in the observation wrappers the checkpoint at ``path`` was trained behind
+    (its sidecar's ``observation_wrappers``, innermost first); ``env`` itself when there are none.
+
+    Example:
+        >>> import tempfile, shareverse_env
+        >>> from pathlib import Path
+        >>> from shareverse_env.wrappers import DictObservation
+        >>> env = DictObservation(shareverse_env.parallel_env(backend="world"), route_points=4)
+        >>> path = Path(tempfile.mkdtemp()) / "p.safetensors"
+        >>> save_policy(path, ActorCritic.for_env(env),
+        ...             observation_wrappers=[{"name": "DictObservation", "route_points": 4}])
+        >>> bare = shareverse_env.parallel_env(backend="world", max_cycles=2)
+        >>> wrapped = wrap_for_policy(bare, path)
+        >>> sorted(wrapped.observation_space("agent_0"))
+        ['goal', 'image', 'pose', 'route', 'speed']
+    """
+    data = read_policy_sidecar(path)
+    specs = _check_wrapper_specs(data.get("observation_wrappers", []), str(sidecar_path(path)))
+    if not specs:
+        return env
+    from shareverse_env import wrappers
+
+    for spec in specs:
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        for key, value in kwargs.items():  # JSON lists back to the tuples the wrappers take
+            if isinstance(value, list):
+                kwargs[key] = tuple(value)
+        try:
+            env = getattr(wrappers, spec["name"])(env, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"policy checkpoint {path}: cannot rebuild wrapper {spec!r} ({err})"
+            ) from err
+    return env
 
 
 def load_policy(

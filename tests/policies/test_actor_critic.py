@@ -23,7 +23,10 @@ from shareverse_env.policies.actor_critic import (
     load_network,
     load_policy,
     save_policy,
+    select_observations,
     sidecar_path,
+    stack_observations,
+    wrap_for_policy,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,3 +225,97 @@ def test_train_ppo_quick_runs_end_to_end(tmp_path):
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = json.loads((out / "policy.json").read_text())["meta"]
     assert meta["env_steps"] == 24 and "ppo/world" in meta["results"]
+
+
+# ------------------------------------------------------------------ Dict observations
+
+
+@pytest.fixture
+def dict_env(make_env):
+    from shareverse_env.wrappers import DictObservation
+
+    return DictObservation(make_env(view_hw=VIEW), route_points=4)
+
+
+DICT_WRAPPERS = [{"name": "DictObservation", "route_points": 4}]
+
+
+def test_dict_observations_use_the_image_and_the_ego_vectors(dict_env):
+    torch.manual_seed(0)
+    net = ActorCritic.for_env(dict_env)
+    assert net.config.image_key == "image"
+    # The world-frame pose is left out: it differs between towns and does not generalise.
+    assert net.config.vectors == (("goal", 2), ("route", 8), ("speed", 1))
+    obs, _ = dict_env.reset(seed=0)
+    batch = stack_observations([obs[a] for a in dict_env.agents])
+    u, log_prob, _, value = net.act(batch, deterministic=True)
+    assert u.shape == (2, 3) and value.shape == (2,)
+    # The vectors reach the heads: moving the goal changes the value.
+    moved = dict(batch, goal=batch["goal"] + 50.0)
+    assert not torch.allclose(net.value(moved), net.value(batch))
+    log_prob2, _, value2 = net.evaluate(select_observations(batch, [1]), u[1:])
+    assert torch.allclose(log_prob2, log_prob[1:]) and torch.allclose(value2, value[1:])
+
+
+def test_dict_checkpoint_round_trip_and_wrap_for_policy(dict_env, make_env, tmp_path):
+    torch.manual_seed(1)
+    net = ActorCritic.for_env(dict_env)
+    path = tmp_path / "dict.safetensors"
+    save_policy(path, net, {"note": "dict"}, DICT_WRAPPERS)
+    bare = make_env(view_hw=VIEW)
+    with pytest.raises(ValueError, match="wrap_for_policy"):
+        load_policy(path, bare)  # made for a Dict observation, given the bare image
+    wrapped = wrap_for_policy(bare, path)
+    assert sorted(wrapped.observation_space("agent_0")) == [
+        "goal",
+        "image",
+        "pose",
+        "route",
+        "speed",
+    ]
+    policy = load_policy(path, wrapped)
+    obs, _ = dict_env.reset(seed=2)
+    expected = LearnedPolicy(net, dict_env)(obs)
+    got = policy(obs)
+    for agent in expected:
+        np.testing.assert_array_equal(got[agent], expected[agent])
+    assert wrap_for_policy(bare, world_checkpoint(bare, tmp_path)) is bare
+
+
+def world_checkpoint(env, tmp_path):
+    path = tmp_path / "image.safetensors"
+    save_policy(path, ActorCritic.for_env(env))
+    return path
+
+
+def test_dict_checkpoint_with_other_route_points_is_refused(dict_env, make_env, tmp_path):
+    from shareverse_env.wrappers import DictObservation
+
+    path = tmp_path / "dict.safetensors"
+    save_policy(path, ActorCritic.for_env(dict_env), None, DICT_WRAPPERS)
+    other = DictObservation(make_env(view_hw=VIEW), route_points=6)
+    with pytest.raises(ValueError, match="'route': 8 floats"):
+        load_policy(path, other)
+
+
+def test_bad_wrapper_records_are_refused(dict_env, tmp_path):
+    path = tmp_path / "p.safetensors"
+    with pytest.raises(ValueError, match="observation wrapper"):
+        save_policy(path, ActorCritic.for_env(dict_env), None, [{"name": "os.system"}])
+    save_policy(path, ActorCritic.for_env(dict_env), None, DICT_WRAPPERS)
+    data = json.loads(path.with_suffix(".json").read_text())
+    data["observation_wrappers"] = [{"name": "DictObservation", "route_points": -1}]
+    path.with_suffix(".json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="cannot rebuild wrapper"):
+        wrap_for_policy(dict_env.unwrapped, path)
+
+
+def test_make_policy_loads_a_checkpoint_path(env, net, tmp_path):
+    from shareverse_env.policies import make_policy
+
+    path = tmp_path / "p.safetensors"
+    save_policy(path, net)
+    policy = make_policy(str(path), env)
+    assert isinstance(policy, LearnedPolicy)
+    with pytest.raises(ValueError, match="unknown policy 'greedy'"):
+        make_policy("greedy", env)

@@ -19,7 +19,7 @@ def test_make_policy_by_name(make_env):
     assert isinstance(make_policy("random", env, seed=1), RandomPolicy)
     assert isinstance(make_policy("still", env), StillPolicy)
     assert POLICIES == ("expert", "random", "still")
-    with pytest.raises(ValueError, match=r"make_policy: unknown policy name 'greedy'"):
+    with pytest.raises(ValueError, match=r"make_policy: unknown policy 'greedy'"):
         make_policy("greedy", env)
 
 

@@ -1,10 +1,14 @@
-"""Small, fast envs for the wrapper tests: the exact renderer with 16×16 views in one town.
+"""Fixtures for the whole suite: one torch thread, and small, fast envs (the ``make_env`` and
+``drive`` fixtures of the wrapper and policy tests): the exact renderer with 16×16 views in one
+town.
 
 Rendering dominates a step; tiny views and a short draw distance keep it to tens of
 milliseconds. A fixed town and weather let every test reuse the one generated town, and
 ``make_env`` hands out one env per set of keywords for the whole session, so that the renderer
 (built at an env's first reset) is built once per set too. Tests reset the env they get with a
-seed before using it, and must not expect two calls with the same keywords to give two envs.
+seed before using it, must not expect two calls with the same keywords to give two envs, and
+must leave the env as they found it (no ``close``, no changed attributes): the wrapper and the
+policy tests share the cache.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import shareverse_env
 
 # The renderer runs on torch. With the default two intra-op threads on a busy two-core machine,
 # a 16×16 step took about 5 s instead of 0.15 s (threads waiting on each other); one thread
-# is as fast as two when idle at these sizes and immune to the contention.
+# is as fast as two when idle at these sizes and immune to the contention. Set here, it holds
+# for the whole suite.
 torch.set_num_threads(1)
 
 FAST = {
