@@ -198,6 +198,8 @@ class ShareVerseParallelEnv(ParallelEnv):
             -np.inf, np.inf, (self.config.num_agents, 8), np.float32
         )
         self._colours = np.array([agent_colour(k) for k in range(self.config.num_agents)])
+        self.town: Town | None = None
+        self._town_blocks: tuple[int, int] | None = None
         self._reset_state()
 
     # ------------------------------------------------------------------ PettingZoo API
@@ -241,7 +243,11 @@ class ShareVerseParallelEnv(ParallelEnv):
         town_seed = options.get("town_seed", cfg.town_seed)
         if town_seed is None:
             town_seed = int(rng.integers(2**31 - 1))
-        town = _cached_town(int(town_seed), tuple(cfg.town_blocks))
+        town = self.town  # an env that stays in one town keeps it (and its renderer)
+        blocks = tuple(cfg.town_blocks)
+        if town is None or town.seed != int(town_seed) or self._town_blocks != blocks:
+            town = _cached_town(int(town_seed), blocks)
+            self._town_blocks = blocks
         scenario = make_scenario(
             town, scenario_name, cfg.num_agents, rng, travel_range=tuple(cfg.goal_distance)
         )

@@ -448,3 +448,26 @@ def test_chunk_frames_last_in_a_vector_env():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_an_env_in_one_town_keeps_it_across_resets():
+    # Training pools hold more one-town envs than the shared town cache: each env must keep
+    # its own town (and renderer) instead of regenerating it (0.4 s) at every reset.
+    from shareverse_env.env import _cached_town
+
+    env = shareverse_env.parallel_env(
+        backend="world",
+        view_hw=(16, 16),
+        town_seed=5,
+        weather="fog",
+        backend_options={"max_distance": 40.0},
+    )
+    env.reset(seed=0)
+    town, renderer = env.unwrapped.town, env.unwrapped.backend.renderer
+    for seed in range(100, 106):  # evict town 5 from the cache
+        _cached_town(seed, (4, 4))
+    env.reset(seed=1)
+    assert env.unwrapped.town is town
+    assert env.unwrapped.backend.renderer is renderer
+    env.reset(seed=2, options={"town_seed": 6})
+    assert env.unwrapped.town.seed == 6

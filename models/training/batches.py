@@ -29,7 +29,13 @@ class SequenceSource(Protocol):
 
 @dataclass
 class ChunkExample:
-    """One chunk of every agent of a sequence (numpy, uint8 frames)."""
+    """One chunk of every agent of a sequence (numpy, uint8 frames).
+
+    Drawn from a latent cache (:mod:`.latent_cache`), ``latents`` and ``memory_latents`` hold the
+    frozen VAE's unscaled posterior means, ``video`` only the conditioning frame ``(A, 1, …)``
+    (it gets fresh pixel noise every step, so it is always encoded from pixels) and
+    ``memory_frames`` is ``None``.
+    """
 
     video: np.ndarray  # (A, 29, 2H, 2W, 3): frame 0 is the conditioning frame
     poses: np.ndarray  # (A, 29, 3)
@@ -37,6 +43,8 @@ class ChunkExample:
     memory_poses: np.ndarray | None  # (A, 4, 3)
     sequence: int
     start: int
+    latents: torch.Tensor | None = None  # (A, C, 8, h, w) unscaled, as encode_video returns
+    memory_latents: torch.Tensor | None = None  # (A, 4, C, h, w) unscaled
 
 
 def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
@@ -68,18 +76,48 @@ def retrieve_memory(
     return found_agents, found_times
 
 
+def chunk_starts(frames: int, lowest: int = 0, stride: int = 1) -> range:
+    """The chunk starts ``s ≥ lowest`` with ``s % stride == 0`` whose 29 frames fit in ``frames``.
+
+    >>> list(chunk_starts(45, 8, 4))
+    [8, 12, 16]
+    """
+    if stride < 1:
+        raise ValueError(f"start stride must be >= 1; got {stride}")
+    first = -(-lowest // stride) * stride
+    return range(first, frames - CHUNK_FRAMES + 1, stride)
+
+
+def draw_start(
+    rng: np.random.Generator, frames: int, lowest: int, stride: int = 1, index: int = 0
+) -> int:
+    """A uniformly drawn chunk start on the grid of ``stride`` (one ``rng`` draw).
+
+    With ``stride`` 1 this is ``rng.integers(lowest, frames - 28)``, the draw of uncached runs.
+    """
+    starts = chunk_starts(frames, lowest, stride)
+    if len(starts) == 0:
+        raise ValueError(
+            f"sequence {index} has {frames} frames; a chunk needs {CHUNK_FRAMES + lowest}"
+            + (f" with its start a multiple of {stride}" if stride > 1 else "")
+        )
+    return starts[int(rng.integers(len(starts)))]
+
+
 def draw_chunk(
-    data: SequenceSource, rng: np.random.Generator, with_memory: bool, min_history: int, source: str
+    data: SequenceSource,
+    rng: np.random.Generator,
+    with_memory: bool,
+    min_history: int,
+    source: str,
+    start_stride: int = 1,
 ) -> ChunkExample:
+    """The chunk of ``rng``'s draw: a sequence, then a start (a multiple of ``start_stride``)."""
     index = int(rng.integers(len(data)))
     seq = data[index]
     frames = seq.frames.shape[1]
     lowest = min_history if with_memory else 0
-    if frames < CHUNK_FRAMES + lowest:
-        raise ValueError(
-            f"sequence {index} has {frames} frames; a chunk needs {CHUNK_FRAMES + lowest}"
-        )
-    start = int(rng.integers(lowest, frames - CHUNK_FRAMES + 1))
+    start = draw_start(rng, frames, lowest, start_stride, index)
     window = slice(start, start + CHUNK_FRAMES)
     memory_frames = memory_poses = None
     if with_memory:

@@ -5,6 +5,11 @@
     shareverse-train --data data/town --out runs/small --stage stage2 --steps 20000 --device cuda
     torchrun --nproc_per_node 8 -m shareverse_env.models.training.cli --data ... --stage stage1
 
+With a latent cache (the frozen VAE's encodings, computed once; build it after the VAE stage):
+
+    shareverse-train encode --data data/town --init runs/small --out data/town_latents
+    shareverse-train --data data/town --out runs/small --stage stage1 --steps 20000 --latents data/town_latents
+
 Rerunning the same command resumes from the stage's last checkpoint (model, optimiser, EMA and
 data position: batches are a function of the step). The run's current model is
 ``RUN/pipeline`` — ``parallel_env(backend="shareverse", model="RUN/pipeline")`` uses it.
@@ -13,6 +18,7 @@ data position: batches are a function of the step). The run's current model is
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -53,8 +59,77 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--memory-source", choices=["all", "others", "own"], default="all")
     parser.add_argument("--split", default="train")
+    parser.add_argument(
+        "--latents",
+        type=Path,
+        default=None,
+        help="latent cache folder (shareverse-train encode) of --data built with this run's VAE: "
+        "stage 1/2 read chunk and memory latents instead of encoding them, and draw chunk starts "
+        "on the cache's grid; the vae stage ignores it",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
+
+
+def parse_encode_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="shareverse-train encode",
+        description="Pre-encode a dataset with a model's frozen VAE into a latent cache "
+        "(resumable: rerun to finish or extend it).",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder (shareverse-data)")
+    parser.add_argument(
+        "--init",
+        required=True,
+        help="whose VAE: a run folder (uses RUN/pipeline), a pipeline folder or a config name",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="latent cache folder")
+    parser.add_argument(
+        "--start-stride",
+        type=int,
+        default=4,
+        help="cache chunk starts at multiples of this (a cached run draws starts only there)",
+    )
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default="float32",
+        help="storage dtype (float32 reproduces on-the-fly encoding)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="single images per VAE call")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def encode_main(argv: list[str] | None = None) -> None:
+    """``shareverse-train encode``: build or complete a latent cache."""
+    from ..loading import load_model
+    from .latent_cache import build_latent_cache
+
+    args = parse_encode_args(argv)
+    run_pipeline = Path(args.init) / "pipeline"
+    source = run_pipeline if (run_pipeline / "pipeline.json").is_file() else args.init
+    pipe = load_model(str(source))
+    pipe.vae.to(args.device)
+    try:
+        report = build_latent_cache(
+            args.data,
+            pipe,
+            args.out,
+            split=args.split,
+            start_stride=args.start_stride,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    print(
+        f"latent cache {args.out}: encoded {len(report.encoded)} sequences, "
+        f"{len(report.skipped)} already there, {report.seconds:.1f} s"
+    )
 
 
 @torch.no_grad()
@@ -78,6 +153,10 @@ def calibrate_scaling_factor(trainer: Trainer, batches: int = 8) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "encode":
+        encode_main(argv[1:])
+        return
     args = parse_args(argv)
     from shareverse_env.data import SequenceDataset
 
@@ -109,7 +188,11 @@ def main(argv: list[str] | None = None) -> None:
         max_minutes=args.max_minutes,
         memory_source=args.memory_source,
     )
-    trainer = Trainer(pipe, data, args.out, config, progress=not args.no_progress)
+    latents = args.latents
+    if latents is not None and args.stage == "vae":
+        print("--latents is ignored by the vae stage (it trains the VAE itself)")
+        latents = None
+    trainer = Trainer(pipe, data, args.out, config, progress=not args.no_progress, latents=latents)
     row = trainer.run()
     if args.stage == "vae" and trainer.rank == 0:
         factor = calibrate_scaling_factor(trainer)

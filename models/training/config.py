@@ -40,6 +40,8 @@ class TrainConfig:
     image_dropout: float = 0.0
     memory_source: str = "all"
     min_history: int = 8
+    # Chunk starts are drawn on multiples of this; None: 1, or the latent cache's stride.
+    start_stride: int | None = None
     vae_clip_frames: int = 9
     vae_kl_weight: float = 1e-6
     extra: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +58,8 @@ class TrainConfig:
             raise ValueError(
                 f"mixed_precision must be no, bf16 or fp16; got {self.mixed_precision!r}"
             )
+        if self.start_stride is not None and self.start_stride < 1:
+            raise ValueError(f"start_stride must be >= 1; got {self.start_stride}")
         if (self.vae_clip_frames - 1) % 4:
             raise ValueError(f"vae_clip_frames must be 1 + 4k; got {self.vae_clip_frames}")
         if self.memory_source not in ("all", "others", "own"):

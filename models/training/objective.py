@@ -24,12 +24,20 @@ def encode_chunks(
 
     The conditioning frame gets pixel noise σ = exp(N(μ, s)) before encoding (paper Sec. 3.4:
     it bridges clean training frames and the imperfect frames generated at inference).
+    Examples drawn from a latent cache (:mod:`.latent_cache`) bring their chunk and memory
+    latents; only their conditioning frame is encoded here, with the same random draws.
     """
     device, dtype, scale = pipe.device, pipe.dtype, pipe.scaling_factor
     batch, agents = len(examples), examples[0].video.shape[0]
+    cached = [e.latents is not None for e in examples]
+    if any(cached) and not all(cached):
+        raise ValueError("a batch mixes cached and uncached examples")
     video = to_video_tensor(np.stack([e.video for e in examples]), device, dtype)
-    flat = video.flatten(0, 1)  # (B·A, 3, 29, H, W)
-    latents = encode_video(pipe.vae, flat) * scale  # (B·A, C, 8, h, w)
+    flat = video.flatten(0, 1)  # (B·A, 3, 29, H, W), or (B·A, 3, 1, H, W) when cached
+    if all(cached):
+        latents = torch.cat([e.latents for e in examples]).to(device, dtype) * scale
+    else:
+        latents = encode_video(pipe.vae, flat) * scale  # (B·A, C, 8, h, w)
     latents = latents.permute(0, 2, 1, 3, 4).unflatten(0, (batch, agents))
     cond = flat[:, :, 0]
     sigma = torch.exp(
@@ -49,7 +57,10 @@ def encode_chunks(
     for e in examples:
         r, mr = pipe.chunk_raymaps(e.poses, e.memory_poses)
         rays.append(r)
-        if e.memory_frames is not None:
+        if e.memory_latents is not None:
+            memory.append(e.memory_latents.to(device, dtype) * scale)  # (A, 4, C, h, w)
+            memory_rays.append(mr)
+        elif e.memory_frames is not None:
             mem_video = to_video_tensor(e.memory_frames, device, dtype)  # (A, 3, 4, H, W)
             mem_images = mem_video.permute(0, 2, 1, 3, 4).flatten(0, 1)
             mem = encode_images(pipe.vae, mem_images)[:, :, 0] * scale

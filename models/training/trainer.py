@@ -29,6 +29,7 @@ from ..pipeline import ShareVersePipeline
 from .batches import SequenceSource, draw_chunk, draw_vae_clips, step_rng
 from .config import TrainConfig
 from .io import load_checkpoint, save_checkpoint
+from .latent_cache import LatentCache
 from .objective import diffusion_loss, encode_chunks, vae_loss
 
 
@@ -49,6 +50,11 @@ class Trainer:
 
     >>> trainer = Trainer(pipe, data, "runs/demo", TrainConfig(stage="stage1", steps=2))  # doctest: +SKIP
     >>> trainer.run()  # doctest: +SKIP
+
+    ``latents``: a latent cache folder (or :class:`~.latent_cache.LatentCache`) built from
+    ``data`` (a ``SequenceDataset``) with this pipeline's VAE; stage 1 and 2 then read chunk and
+    memory latents instead of encoding them, and draw chunk starts on the cache's grid. The
+    VAE stage ignores it.
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class Trainer:
         run_dir: str | Path,
         config: TrainConfig,
         progress: bool = True,
+        latents: str | Path | LatentCache | None = None,
     ) -> None:
         config.validate()
         self.config = config
@@ -69,6 +76,16 @@ class Trainer:
         self.pipe = pipe.to(self.device)
         self.stage = config.stage
         self.module = self.pipe.vae if self.stage == "vae" else self.pipe.transformer
+        self.latents: LatentCache | None = None
+        if latents is not None and self.stage != "vae":
+            self.latents = latents if isinstance(latents, LatentCache) else LatentCache(latents)
+            self.latents.check(self.pipe, data)
+        self.start_stride = config.start_stride or (self.latents.stride if self.latents else 1)
+        if self.latents is not None and self.start_stride % self.latents.stride:
+            raise ValueError(
+                f"start_stride {self.start_stride} is not a multiple of the latent cache's "
+                f"stride {self.latents.stride}"
+            )
         frozen = self.pipe.transformer if self.stage == "vae" else self.pipe.vae
         frozen.requires_grad_(False).eval()
         self.module.requires_grad_(True).train()
@@ -164,8 +181,9 @@ class Trainer:
         if self.stage == "vae":
             return seed, draw_vae_clips(self.data, rng, cfg.batch_size, cfg.vae_clip_frames)
         with_memory = self.stage == "stage2"
+        draw = self.latents.draw_chunk if self.latents is not None else draw_chunk
         examples = [
-            draw_chunk(self.data, rng, with_memory, cfg.min_history, cfg.memory_source)
+            draw(self.data, rng, with_memory, cfg.min_history, cfg.memory_source, self.start_stride)
             for _ in range(cfg.batch_size)
         ]
         return seed, examples
