@@ -4,6 +4,7 @@
     shareverse-train --data data/town --out runs/small --stage stage1 --steps 20000
     shareverse-train --data data/town --out runs/small --stage stage2 --steps 20000 --device cuda
     torchrun --nproc_per_node 8 -m shareverse_env.models.training.cli --data ... --stage stage1
+    torchrun --nproc_per_node 8 -m shareverse_env.models.training.cli --data ... --parallel fsdp
 
 With a latent cache (the frozen VAE's encodings, computed once; build it after the VAE stage):
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .config import STAGES, TrainConfig
+from .config import PARALLEL, STAGES, TrainConfig
 from .trainer import Trainer, open_run_pipeline
 
 
@@ -49,6 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument(
+        "--parallel",
+        choices=PARALLEL,
+        default="ddp",
+        help="with several processes (torchrun): ddp replicates the trained module, fsdp "
+        "shards it (parameters, gradients, optimiser state) for models too big for one GPU",
+    )
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument(
@@ -183,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing,
+        parallel=args.parallel,
         checkpoint_minutes=args.checkpoint_minutes,
         checkpoint_every=args.checkpoint_every,
         max_minutes=args.max_minutes,
@@ -194,10 +203,12 @@ def main(argv: list[str] | None = None) -> None:
         latents = None
     trainer = Trainer(pipe, data, args.out, config, progress=not args.no_progress, latents=latents)
     row = trainer.run()
-    if args.stage == "vae" and trainer.rank == 0:
+    if args.stage == "vae" and (trainer.rank == 0 or trainer.sharded):
+        # With FSDP every rank calibrates (the same clips on every rank) and joins the save.
         factor = calibrate_scaling_factor(trainer)
         trainer.save()
-        print(f"VAE scaling factor set to {factor:.4f}")
+        if trainer.rank == 0:
+            print(f"VAE scaling factor set to {factor:.4f}")
     if trainer.rank == 0:
         print(
             f"{args.stage}: step {trainer.step}/{args.steps}, last loss {row.get('loss', float('nan')):.4f}; "

@@ -10,6 +10,11 @@ STAGES = ("vae", "stage1", "stage2")
 ``stage2``: chunks with 4 memory frames retrieved by Eq. 3 and the unidirectional mask."""
 
 
+PARALLEL = ("ddp", "fsdp")
+"""Data parallelism under torchrun: ``ddp`` (DistributedDataParallel: every rank holds the
+whole model) or ``fsdp`` (torch's FSDP2: parameters, gradients and optimiser state sharded)."""
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of one stage; the defaults suit the ``small`` model on a CPU.
@@ -29,6 +34,8 @@ class TrainConfig:
     device: str = "cpu"
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    # With several processes (torchrun): "ddp" replicates the trained module, "fsdp" shards it.
+    parallel: str = "ddp"
     checkpoint_minutes: float = 10.0
     checkpoint_every: int = 0
     # Wall-clock budget of one invocation (0: none): stop after the step in progress, save.
@@ -58,6 +65,8 @@ class TrainConfig:
             raise ValueError(
                 f"mixed_precision must be no, bf16 or fp16; got {self.mixed_precision!r}"
             )
+        if self.parallel not in PARALLEL:
+            raise ValueError(f"parallel must be one of {PARALLEL}; got {self.parallel!r}")
         if self.start_stride is not None and self.start_stride < 1:
             raise ValueError(f"start_stride must be >= 1; got {self.start_stride}")
         if (self.vae_clip_frames - 1) % 4:

@@ -14,19 +14,17 @@ from shareverse_env.files import atomic_folder
 
 def save_checkpoint(
     folder: Path,
-    module: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    ema_params: list[torch.Tensor],
+    weights: dict[str, torch.Tensor],
+    ema: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
     state: dict[str, Any],
 ) -> None:
-    """Trainable weights, EMA weights (safetensors), optimiser state and a JSON state."""
-    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    """The trained module's state dict and its EMA weights (safetensors, CPU tensors), the
+    optimiser state (``optimizer.state_dict()``'s format) and a JSON state."""
     with atomic_folder(folder) as tmp:
-        weights = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
         save_file(weights, tmp / "model.safetensors")
-        ema = {n: p.detach().cpu().contiguous() for n, p in zip(names, ema_params, strict=True)}
         save_file(ema, tmp / "ema.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer_state, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 

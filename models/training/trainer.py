@@ -10,6 +10,7 @@ Run folder::
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..loading import load_pipeline, save_pipeline
 from ..pipeline import ShareVersePipeline
+from . import fsdp
 from .batches import SequenceSource, draw_chunk, draw_vae_clips, step_rng
 from .config import TrainConfig
 from .io import load_checkpoint, save_checkpoint
@@ -43,6 +45,16 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
+def _rank_device(device: str, world: int) -> torch.device:
+    """``device``; a bare ``cuda`` under torchrun means this process's GPU (``LOCAL_RANK``)."""
+    dev = torch.device(device)
+    if world > 1 and dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)
+    return dev
+
+
 class Trainer:
     """Trains one stage of a run folder, resuming exactly where a previous call stopped.
 
@@ -55,6 +67,9 @@ class Trainer:
     ``data`` (a ``SequenceDataset``) with this pipeline's VAE; stage 1 and 2 then read chunk and
     memory latents instead of encoding them, and draw chunk starts on the cache's grid. The
     VAE stage ignores it.
+
+    ``config.parallel``: with several processes (torchrun), ``"ddp"`` replicates the trained
+    module (DistributedDataParallel), ``"fsdp"`` shards it (:mod:`.fsdp`); one process ignores it.
     """
 
     def __init__(
@@ -72,7 +87,7 @@ class Trainer:
         self.data = data
         self.progress = progress
         self.rank, self.world = _distributed()
-        self.device = torch.device(config.device)
+        self.device = _rank_device(config.device, self.world)
         self.pipe = pipe.to(self.device)
         self.stage = config.stage
         self.module = self.pipe.vae if self.stage == "vae" else self.pipe.transformer
@@ -91,13 +106,21 @@ class Trainer:
         self.module.requires_grad_(True).train()
         if config.gradient_checkpointing and hasattr(self.module, "enable_gradient_checkpointing"):
             self.module.enable_gradient_checkpointing()
+        self.sharded = config.parallel == "fsdp" and self.world > 1
+        self._module_cls = type(self.module)
+        if self.sharded:
+            fsdp.broadcast_from_rank0(self.module)
+            fsdp.shard(self.module, self.stage, config.mixed_precision, self.device)
+        # With FSDP these are this rank's shards (DTensors): the optimiser and the EMA work
+        # shard by shard, element-wise, exactly as they would on the whole tensors.
         self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.param_names = [n for n, p in self.module.named_parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99)
         )
         self.ema = EMAModel(self.params, decay=config.ema_decay)
         self.model = self.module
-        if self.world > 1:
+        if self.world > 1 and not self.sharded:
             self.model = torch.nn.parallel.DistributedDataParallel(self.module)
         self.step = 0
         self.checkpoint_dir = self.run_dir / "checkpoints" / self.stage
@@ -133,27 +156,57 @@ class Trainer:
                 f"checkpoint {self.checkpoint_dir} was written for another model or stage; "
                 "use a new run folder (or delete that checkpoint to restart the stage)"
             )
-        self.module.load_state_dict(model_state)
-        self.optimizer.load_state_dict(optimizer_state)
-        names = [n for n, p in self.module.named_parameters() if p.requires_grad]
-        for shadow, name in zip(self.ema.shadow_params, names, strict=True):
-            shadow.copy_(ema_state[name].to(shadow.device, shadow.dtype))
+        if self.sharded:
+            fsdp.load_state(
+                self.module, self.optimizer, model_state, optimizer_state, self.param_names
+            )
+        else:
+            self.module.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
+        for shadow, name in zip(self.ema.shadow_params, self.param_names, strict=True):
+            shadow.copy_(fsdp.local_like(ema_state[name], shadow))
         self.ema.optimization_step = int(state["ema_step"])
         self.step = int(state["step"])
 
     def save(self) -> None:
-        """Checkpoint (raw + EMA + optimiser) and the EMA pipeline, both atomically; rank 0 only."""
+        """Checkpoint (raw + EMA + optimiser) and the EMA pipeline, both atomically; rank 0 writes.
+
+        With FSDP every rank must call it: the full state is gathered to rank 0 first.
+        """
+        if self.sharded:
+            model_state, optimizer_state = fsdp.gather_state(
+                self.module, self.optimizer, self.param_names
+            )
+            ema_state = dict(
+                zip(self.param_names, map(fsdp.full_tensor, self.ema.shadow_params), strict=True)
+            )
         if self.rank != 0:
             return
+        if not self.sharded:
+            model_state = {
+                k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()
+            }
+            optimizer_state = self.optimizer.state_dict()
+            ema_state = {
+                n: p.detach().cpu().contiguous()
+                for n, p in zip(self.param_names, self.ema.shadow_params, strict=True)
+            }
         state = {
             "step": self.step,
             "ema_step": int(self.ema.optimization_step),
             "config": self.config.to_dict(),
             "fingerprint": json.loads(json.dumps(self._fingerprint(), default=str)),
         }
-        save_checkpoint(
-            self.checkpoint_dir, self.module, self.optimizer, self.ema.shadow_params, state
-        )
+        save_checkpoint(self.checkpoint_dir, model_state, ema_state, optimizer_state, state)
+        if self.sharded:
+            # An unsharded copy of the trained module with the EMA weights, for RUN/pipeline.
+            pipe = copy.copy(self.pipe)
+            ema_module = fsdp.unsharded_copy(
+                self._module_cls, self.module, {**model_state, **ema_state}
+            )
+            setattr(pipe, "vae" if self.stage == "vae" else "transformer", ema_module)
+            save_pipeline(pipe, self.run_dir / "pipeline")
+            return
         self.ema.store(self.params)
         self.ema.copy_to(self.params)
         try:
@@ -219,7 +272,9 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at step {self.step}; stopping")
         loss.backward()
+        # On FSDP shards (DTensors) this is the norm over all shards of all ranks.
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        grad_norm = fsdp.full_tensor(grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.step(self.params)

@@ -81,3 +81,13 @@ def test_a_dataset_of_another_resolution_is_refused(dataset: Path, tmp_path: Pat
 def test_a_new_run_needs_an_init(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--init"):
         train_main(stage1_args(dataset, tmp_path / "r"))
+
+
+def test_parallel_flag() -> None:
+    from shareverse_env.models.training.cli import parse_args
+
+    base = ["--data", "d", "--out", "o", "--stage", "stage1", "--steps", "1"]
+    assert parse_args(base).parallel == "ddp"
+    assert parse_args([*base, "--parallel", "fsdp"]).parallel == "fsdp"
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--parallel", "zero3"])
