@@ -122,6 +122,9 @@ class Trainer:
         self.model = self.module
         if self.world > 1 and not self.sharded:
             self.model = torch.nn.parallel.DistributedDataParallel(self.module)
+        # The VAE loss calls the encoder and decoder directly, never the wrapper's forward, so
+        # DDP's hooks do not fire: average those gradients by hand (FSDP shards hook per call).
+        self._manual_grad_sync = self.world > 1 and not self.sharded and self.stage == "vae"
         self.step = 0
         self.checkpoint_dir = self.run_dir / "checkpoints" / self.stage
         self.log_path = self.run_dir / f"log_{self.stage}.csv"
@@ -272,6 +275,11 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at step {self.step}; stopping")
         loss.backward()
+        if self._manual_grad_sync:
+            for param in self.params:
+                if param.grad is not None:
+                    torch.distributed.all_reduce(param.grad)
+                    param.grad /= self.world
         # On FSDP shards (DTensors) this is the norm over all shards of all ranks.
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         grad_norm = fsdp.full_tensor(grad_norm)

@@ -22,6 +22,8 @@ from torch.distributed.tensor import DTensor
 torch.set_num_threads(1)
 run = Path(sys.argv[1])
 stage = sys.argv[2] if len(sys.argv) > 2 else "stage1"
+replicas_check = stage == "vae-ddp"  # DDP on the VAE stage: do the ranks stay in sync?
+stage = "vae" if replicas_check else stage
 
 
 def train(folder: str, parallel: str, steps: int, **kwargs) -> tuple[Trainer, list[float]]:
@@ -37,6 +39,16 @@ def train(folder: str, parallel: str, steps: int, **kwargs) -> tuple[Trainer, li
     trainer.save()
     return trainer, losses
 
+
+if replicas_check:  # the VAE loss bypasses DDP's forward: gradients are averaged by hand
+    trainer, _ = train("replicas", "ddp", 2)
+    for param in trainer.module.parameters():
+        copies = [torch.empty_like(param) for _ in range(trainer.world)]
+        torch.distributed.all_gather(copies, param.detach().contiguous())
+        assert torch.equal(copies[0], copies[1]), "VAE replicas drifted apart"
+    print(f"rank {trainer.rank} ok", flush=True)
+    torch.distributed.destroy_process_group()
+    sys.exit(0)
 
 if stage != "stage1":  # a smoke run of the other code paths (memory, VAE, checkpointing, bf16)
     trainer, losses = train("smoke", "fsdp", 2, gradient_checkpointing=True, mixed_precision="bf16")

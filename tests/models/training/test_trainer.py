@@ -219,7 +219,7 @@ def test_fsdp_on_two_cpu_processes_matches_ddp_and_resumes(tmp_path: Path) -> No
     assert single.step == 4
 
 
-@pytest.mark.parametrize("stage", ["stage2", "vae"])
+@pytest.mark.parametrize("stage", ["stage2", "vae", "vae-ddp"])
 def test_fsdp_smoke_other_stages(tmp_path: Path, stage: str) -> None:
     # Memory frames through the sharded blocks' memory_forward, the VAE's sharded encoder and
     # decoder (and its calibration + save on every rank), gradient checkpointing, bf16.
@@ -229,7 +229,8 @@ def test_fsdp_smoke_other_stages(tmp_path: Path, stage: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 0 ok" in done.stdout and "rank 1 ok" in done.stdout
-    assert (tmp_path / "smoke" / "checkpoints" / stage / "state.json").is_file()
+    folder = "replicas" if stage == "vae-ddp" else "smoke"  # vae-ddp: DDP replicas stay equal
+    assert (tmp_path / folder / "checkpoints" / stage.split("-")[0] / "state.json").is_file()
 
 
 def test_parallel_setting_is_checked() -> None:
