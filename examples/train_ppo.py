@@ -1,11 +1,20 @@
 """Train a driving policy with PPO on the world backend, then evaluate it in both backends.
 
 One shared CNN actor-critic (``shareverse_env.policies.actor_critic``) drives every car
-(parameter sharing: all agents' transitions train the same network). It sees only the env's
-image observation, the tiled 128×192 frame of its four cameras. PPO as in CleanRL's continuous
-PPO: clipped surrogate objective, GAE(λ) per agent trajectory (time-limit truncations
-bootstrap from V(s), terminations do not), value loss, entropy bonus, several epochs of
-minibatches, Adam with a linearly decaying learning rate and gradient clipping.
+(parameter sharing: all agents' transitions train the same network). By default
+(``--observation dict``) it reads :class:`~shareverse_env.wrappers.DictObservation`'s
+observation: the tiled 128×192 frame of the car's four cameras through the CNN, plus its speed,
+its goal and the next ``--route-points`` points of its route in the ego frame (the route is
+what a driver is given; where the other cars are, it must see in the images).
+``--observation image`` trains on the image alone. PPO as in CleanRL's continuous PPO: clipped
+surrogate objective, GAE(λ) per agent trajectory (time-limit truncations bootstrap from V(s),
+terminations do not), value loss, entropy bonus, several epochs of minibatches, Adam with a
+linearly decaying learning rate and gradient clipping.
+
+Episodes are short: goals ``--goal-distance 60 90`` metres of driving away (the env's default
+is 140–220 m) and at most ``--max-cycles 6`` chunks, so that a goal is reachable in 3–5
+chunks. The envs keep only each chunk's last frame (``chunk_frames="last"``: the policy sees
+nothing else), so the world backend renders one frame per step instead of 28.
 
 Training runs on the exact renderer (``backend="world"``) in a pool of ``--train-towns``
 (town, weather) pairs, one env each so that every renderer is built once; scenarios and start
@@ -32,11 +41,9 @@ Outputs in ``--out`` (default ``runs/ppo``): ``policy.safetensors`` + ``policy.j
     python examples/train_ppo.py --seed 1 --out runs/ppo-seed1
     shareverse-env rollout --policy runs/ppo/policy.safetensors --backend world --out ppo.mp4
 
-Default budget: 1536 env steps (each one 2.8 s chunk for both cars, ~3,000 agent transitions)
-with episodes of ``--max-cycles 4`` chunks, then 20 + 20 evaluation episodes: 30 minutes in all
-on the shared 2-core development CPU (12.5 training, 1.7 world and 15.4 generative evaluation;
-docs/tutorial_ppo.md has the results). That budget does not yet train a better driver than the
-network's initial straight-ahead action; the tutorial says why.
+Default budget: 16,384 env steps (each one 2.8 s chunk for both cars, about 30,000 car
+transitions), then 100 world episodes per policy and 20 generative ones for the trained policy;
+docs/tutorial_ppo.md has the measured times and results.
 ``--threads 1`` is the default because two torch threads on a CPU shared with other jobs made
 every env step 5–50× slower there; on an idle machine ``--threads 2`` is faster.
 """

@@ -56,6 +56,12 @@ class StackChunkFrames(BaseParallelWrapper):
                 f"StackChunkFrames: k must be an integer in [1, {NEW_FRAMES_PER_CHUNK}] (the new "
                 f"frames of one chunk); got {k!r}"
             )
+        config = getattr(getattr(env, "unwrapped", env), "config", None)
+        if k > 1 and getattr(config, "chunk_frames", "all") == "last":
+            raise ValueError(
+                f"StackChunkFrames: k={k} needs the chunk's frames, but the env keeps only the "
+                "last one (chunk_frames='last'); make it with chunk_frames='all'"
+            )
         super().__init__(env)
         self.k = int(k)
         self._spaces: dict[str, gymnasium.spaces.Box] = {}

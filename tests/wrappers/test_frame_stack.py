@@ -37,3 +37,9 @@ def test_k_out_of_range(make_env, k):
 def test_rejects_dict_space(make_env):
     with pytest.raises(ValueError, match=r"StackChunkFrames: observation_space\('agent_0'\)"):
         StackChunkFrames(DictObservation(make_env()), 2)
+
+
+def test_refuses_an_env_that_keeps_only_the_last_frame(make_env):
+    with pytest.raises(ValueError, match="chunk_frames='last'"):
+        StackChunkFrames(make_env(chunk_frames="last"), 4)
+    StackChunkFrames(make_env(chunk_frames="last"), 1)  # one frame: nothing is missing
