@@ -8,7 +8,10 @@
 # Knobs (environment): SEQUENCES (448), VAE_SEQUENCES (32), TOWNS (48), WORKERS (cores - 3), VAE_MIN (1.6),
 # STAGE1_MIN (2.6), STAGE2_MIN (3.2), BATCH (32), VAE_BATCH (16), MP (bf16 on cuda, else no),
 # DEADLINE_S (0: none; stop every stage so that the whole script ends within this many seconds),
-# PYTHON (python3). Rerunning resumes: finished sequences and stage checkpoints are kept.
+# LATENTS (1: pre-encode the sequences with the trained VAE into RUN/latents and train stages 1
+# and 2 from that cache; 0: encode every batch on the fly), PYTHON (python3).
+# Rerunning resumes: finished sequences, cached latents and stage checkpoints are kept. A cache
+# made with an earlier VAE is refused: delete RUN/latents after training the VAE further.
 set -euo pipefail
 DATA=${1:?usage: train_small.sh DATA RUN [DEVICE]}
 RUN=${2:?usage: train_small.sh DATA RUN [DEVICE]}
@@ -25,6 +28,7 @@ STAGE2_MIN=${STAGE2_MIN:-3.2}
 BATCH=${BATCH:-32}
 VAE_BATCH=${VAE_BATCH:-16}
 DEADLINE_S=${DEADLINE_S:-0}
+LATENTS=${LATENTS:-1}
 if [[ $DEVICE == cuda* ]]; then MP=${MP:-bf16}; else MP=${MP:-no}; fi
 
 # Minutes left for a stage: its budget, capped by the deadline (less a reserve for the rest).
@@ -56,6 +60,13 @@ unset OMP_NUM_THREADS
 train vae "$(budget "$VAE_MIN" 400)" "$VAE_BATCH" 3e-4 "$DATA/vae"
 wait $GENERATOR || echo "!! some sequences failed (see above); training on the complete ones"
 echo "== data ready (${SECONDS}s)"
-train stage1 "$(budget "$STAGE1_MIN" 240)" "$BATCH" 2e-4 "$DATA/main"
-train stage2 "$(budget "$STAGE2_MIN" 30)" "$BATCH" 2e-4 "$DATA/main"
+CACHE=()
+if [[ $LATENTS == 1 ]]; then
+  echo "== latents: encoding $DATA/main with the VAE of $RUN ($(date +%T), ${SECONDS}s)"
+  $PY -m shareverse_env.models.training.cli encode --data "$DATA/main" --init "$RUN" \
+    --out "$RUN/latents" --device "$DEVICE" --no-progress
+  CACHE=(--latents "$RUN/latents")
+fi
+train stage1 "$(budget "$STAGE1_MIN" 240)" "$BATCH" 2e-4 "$DATA/main" "${CACHE[@]}"
+train stage2 "$(budget "$STAGE2_MIN" 30)" "$BATCH" 2e-4 "$DATA/main" "${CACHE[@]}"
 echo "== done in ${SECONDS}s; model at $RUN/pipeline"
