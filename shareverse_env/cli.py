@@ -135,6 +135,15 @@ def _add_env_arguments(parser: argparse.ArgumentParser, agents_default: int = 2)
         default=None,
         help="weather preset; default: drawn per episode",
     )
+    group.add_argument(
+        "--goal-distance",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("MIN", "MAX"),
+        help="metres of driving from start to goal (at least 60); default 140 220 "
+        "(examples/train_ppo.py trains with 60 90)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,6 +227,8 @@ def _make_env(parser: argparse.ArgumentParser, args: argparse.Namespace, **kwarg
         "weather": args.weather,
         **kwargs,
     }
+    if args.goal_distance is not None:
+        options["goal_distance"] = tuple(args.goal_distance)
     if args.model is not None:
         options["model"] = args.model
     try:

@@ -168,3 +168,11 @@ def test_rollout_rebuilds_the_observation_wrappers_of_a_checkpoint(tmp_path, cap
     out = capsys.readouterr().out
     assert "observation wrapper: {'name': 'DictObservation'" in out
     assert "fits this env's spaces: yes" in out
+
+
+def test_goal_distance_flag(tmp_path, capsys):
+    args = ["rollout", "--backend", "world", "--chunks", "1", "--policy", "still"]
+    assert main([*args, "--goal-distance", "60", "90", "--seed", "3"]) == 0
+    assert "agent_0 return" in capsys.readouterr().out
+    err = usage_error([*args, "--goal-distance", "20", "90"], capsys)
+    assert "cannot build the env" in err and "goal_distance" in err
