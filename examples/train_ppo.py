@@ -154,6 +154,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "forward, ±0.05 m lateral, ±0.03 rad yaw (yaw noise of ±0.13 rad, the network's own "
         "default, drove 86%% of straight-driving car-episodes off the road or into something)",
     )
+    bc = parser.add_argument_group("behaviour cloning (optional warm start)")
+    bc.add_argument(
+        "--bc-episodes",
+        type=int,
+        default=0,
+        help="before PPO, fit the actor's mean to the route-following expert's actions in this "
+        "many training episodes (0: pure PPO, the default)",
+    )
+    bc.add_argument("--bc-epochs", type=int, default=20, help="passes over the demonstrations")
+    bc.add_argument("--bc-lr", type=float, default=1e-3, help="Adam learning rate of the fit")
     ev = parser.add_argument_group("evaluation")
     ev.add_argument("--eval-episodes", type=int, default=100, help="world episodes per policy")
     ev.add_argument(
@@ -204,6 +214,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in (*positive, "minibatch", "threads", "eval_episodes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be ≥ 1; got {getattr(args, name)}")
+    if args.bc_episodes < 0 or args.bc_epochs < 1:
+        parser.error("--bc-episodes must be ≥ 0 and --bc-epochs ≥ 1")
     if args.gen_eval_episodes < 0 or args.gen_check_episodes < 0:
         parser.error("--gen-eval-episodes and --gen-check-episodes must be ≥ 0")
     return args
@@ -419,13 +431,60 @@ def make_train_envs(args: argparse.Namespace) -> list[Any]:
     return envs
 
 
-def train(args: argparse.Namespace) -> tuple[ActorCritic, ActorCritic, list[dict[str, float]]]:
-    """Run PPO; return the trained network, the untrained one and the per-update log."""
+def behaviour_cloning(net: ActorCritic, envs: list[Any], args: argparse.Namespace) -> float:
+    """Fit the actor's mean to the route-following expert's actions; return the final loss.
+
+    The expert drives ``--bc-episodes`` training episodes (seeds from the training range); the
+    mean of the network's Gaussian is regressed onto its normalised actions (mean squared error,
+    targets clipped to ±0.98 so that ``tanh`` need not saturate). The critic and the noise are
+    left to PPO.
+    """
+    rng = np.random.default_rng([args.seed, 3])
+    observations, targets = [], []
+    for k in tqdm(range(args.bc_episodes), desc="expert demonstrations", unit="episode"):
+        env = envs[k % len(envs)]
+        expert = make_policy("expert", env)
+        obs, _ = env.reset(seed=int(rng.integers(EVAL_SEED_BASE)))
+        while env.agents:
+            actions = expert(obs)
+            for agent in env.agents:
+                observations.append(obs[agent])
+                targets.append(actions[agent])
+            obs, *_ = env.step(actions)
+    batch = stack_observations(observations)
+    u = torch.from_numpy(np.stack(targets)).float()
+    u = ((u - net.action_centre) / net.action_half_range).clamp(-0.98, 0.98)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.bc_lr)
+    order = np.random.default_rng([args.seed, 4])
+    n = len(u)
+    loss = torch.tensor(math.nan)
+    net.train()
+    for _ in tqdm(range(args.bc_epochs), desc="behaviour cloning", unit="epoch"):
+        perm = torch.from_numpy(order.permutation(n))
+        for start in range(0, n, args.minibatch):
+            mb = perm[start : start + args.minibatch]
+            dist, _ = net.distribution(select_observations(batch, mb))
+            loss = (dist.mean - u[mb]).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    tqdm.write(f"behaviour cloning: {n} expert transitions, final minibatch MSE {loss.item():.4f}")
+    return float(loss.item())
+
+
+def train(
+    args: argparse.Namespace,
+) -> tuple[ActorCritic, dict[str, ActorCritic], list[dict[str, float]]]:
+    """Run PPO; return the trained network, the reference networks (untrained and, with
+    ``--bc-episodes``, after behaviour cloning) and the per-update log."""
     envs = make_train_envs(args)
     log_std = args.init_log_std
     log_std = log_std[0] if log_std is not None and len(log_std) == 1 else log_std
     net = ActorCritic.for_env(envs[0], init_log_std=log_std)
-    initial = copy.deepcopy(net).eval()
+    references = {REFERENCE: copy.deepcopy(net).eval()}
+    if args.bc_episodes:
+        behaviour_cloning(net, envs, args)
+        references["bc"] = copy.deepcopy(net).eval()
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, eps=1e-5)
     collector = Collector(envs, net, args)
     order_rng = np.random.default_rng([args.seed, 2])  # minibatch order
@@ -463,21 +522,25 @@ def train(args: argparse.Namespace) -> tuple[ActorCritic, ActorCritic, list[dict
         write_log(args.out / "train_log.csv", log)  # every update: a run can be watched
         bar.set_postfix(ret=f"{row['return']:+.2f}", coll=f"{row['collision_rate']:.2f}")
     bar.close()
-    return net.eval(), initial, log
+    return net.eval(), references, log
 
 
 # ------------------------------------------------------------------------------ evaluation
 
 
 def make_eval_policies(
-    env: Any, net: ActorCritic, names: tuple[str, ...], initial: ActorCritic | None = None
+    env: Any,
+    net: ActorCritic,
+    names: tuple[str, ...],
+    references: dict[str, ActorCritic] | None = None,
 ) -> dict[str, Any]:
     policies = {}
+    references = references or {}
     for name in names:
         if name == "ppo":
             policies[name] = LearnedPolicy(net, env, deterministic=True)
-        elif name == REFERENCE:
-            policies[name] = LearnedPolicy(initial, env, deterministic=True)
+        elif name in references:
+            policies[name] = LearnedPolicy(references[name], env, deterministic=True)
         else:
             policies[name] = make_policy(name, env, seed=0)  # run_episode re-seeds per episode
     return policies
@@ -523,7 +586,9 @@ def same_outcomes(a: dict[str, Outcome], b: dict[str, Outcome]) -> bool:
     )
 
 
-def evaluate(net: ActorCritic, initial: ActorCritic, args: argparse.Namespace) -> dict[str, Any]:
+def evaluate(
+    net: ActorCritic, references: dict[str, ActorCritic], args: argparse.Namespace
+) -> dict[str, Any]:
     """World: all four policies; generative: the trained one (and checked or full baselines)."""
     seeds = [EVAL_SEED_BASE + k for k in range(args.eval_episodes)]
     table: dict[str, dict[str, Any]] = {}
@@ -531,8 +596,8 @@ def evaluate(net: ActorCritic, initial: ActorCritic, args: argparse.Namespace) -
 
     start = time.perf_counter()
     world = make_env(args, backend="world", view_hw=args.view_hw)
-    names = ("ppo", REFERENCE, *POLICIES[1:])
-    world_policies = make_eval_policies(world, net, names, initial)
+    names = ("ppo", *references, *POLICIES[1:])
+    world_policies = make_eval_policies(world, net, names, references)
     world_runs = run_policies(world, world_policies, seeds, "eval world")
     for name, episodes in world_runs.items():
         table[f"{name}/world"] = summarise(episodes)
@@ -608,6 +673,9 @@ def markdown_table(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"{args.max_cycles} chunks, held-out seeds {EVAL_SEED_BASE}+k). ppo and {REFERENCE}: "
         f"the network's mean action after and before training ({REFERENCE}: world only).",
     ]
+    if any(key.startswith("bc/") for key in results["table"]):
+        lines_bc = "bc: the network's mean action after behaviour cloning, before PPO (world only)."
+        notes.append(lines_bc)
     if any(row.get("reused_world") for row in results["table"].values()):
         checked = results["baselines_checked_on"]
         how = (
@@ -648,7 +716,8 @@ def plot_curve(path: Path, log: list[dict[str, float]], results: dict[str, Any] 
         y = np.array([r[key] for r in log], dtype=float)
         ax.plot(steps, y, "o-", ms=3, lw=1, color="C0", label="PPO (training, sampled actions)")
         if results is not None:
-            for k, name in enumerate(("ppo", REFERENCE, *POLICIES[1:])):
+            names = [key.split("/")[0] for key in results["table"] if key.endswith("/world")]
+            for k, name in enumerate(names):
                 row = results["table"].get(f"{name}/world")
                 value = row and (row["mean_return"] if key == "return" else row["collision_rate"])
                 if row is not None:
@@ -673,7 +742,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
 
-    net, initial, log = train(args)
+    net, references, log = train(args)
     train_seconds = time.perf_counter() - wall
     meta = {
         "trainer": "examples/train_ppo.py",
@@ -688,7 +757,7 @@ def main(argv: list[str] | None = None) -> None:
     plot_curve(args.out / "learning_curve.png", log, None)  # refined after evaluation
     tqdm.write(f"trained {meta['env_steps']} env steps in {train_seconds:.0f} s")
 
-    results = evaluate(net, initial, args)
+    results = evaluate(net, references, args)
     results["timings"]["train"] = train_seconds
     results["timings"]["total"] = time.perf_counter() - wall
     plot_curve(args.out / "learning_curve.png", log, results)
