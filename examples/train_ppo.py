@@ -158,9 +158,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bc.add_argument(
         "--bc-episodes",
         type=int,
-        default=0,
+        default=200,
         help="before PPO, fit the actor's mean to the route-following expert's actions in this "
-        "many training episodes (0: pure PPO, the default)",
+        "many training episodes (0: pure PPO from a random network)",
     )
     bc.add_argument("--bc-epochs", type=int, default=20, help="passes over the demonstrations")
     bc.add_argument("--bc-lr", type=float, default=1e-3, help="Adam learning rate of the fit")
@@ -197,6 +197,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "eval_episodes": 2,
             "gen_eval_episodes": 1,
             "gen_check_episodes": 1,
+            "bc_episodes": 2,
+            "bc_epochs": 2,
         }
         for name, value in quick.items():
             if getattr(args, name) == parser.get_default(name):
