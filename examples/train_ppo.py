@@ -11,6 +11,11 @@ surrogate objective, GAE(λ) per agent trajectory (time-limit truncations bootst
 terminations do not), value loss, entropy bonus, several epochs of minibatches, Adam with a
 linearly decaying learning rate and gradient clipping.
 
+Before PPO, the network's mean is fitted to the route-following expert's actions in
+``--bc-episodes 200`` training episodes (behaviour cloning, a warm start; ``--bc-episodes 0``
+runs PPO from the random network): PPO alone, with the small steering noise a whole-chunk pose
+delta needs, learned a better constant action rather than steering (docs/tutorial_ppo.md).
+
 Episodes are short: goals ``--goal-distance 60 90`` metres of driving away (the env's default
 is 140–220 m) and at most ``--max-cycles 6`` chunks, so that a goal is reachable in 3–5
 chunks. The envs keep only each chunk's last frame (``chunk_frames="last"``: the policy sees
@@ -23,7 +28,8 @@ also draw towns outside the pool) on
 
 * the world backend: the trained policy (deterministic mean action), random, still, the
   route-following expert and, for reference, the untrained network (its mean action is
-  11.5 m straight ahead), ``--eval-episodes`` episodes each;
+  11.5 m straight ahead) and the network after behaviour cloning, before PPO (``bc``),
+  ``--eval-episodes`` episodes each;
 * the generative backend (``backend="auto"``, the shipped ShareVerse model): the trained
   policy, ``--gen-eval-episodes`` episodes. random, still and expert ignore the frames, so for
   the same seed their episodes are identical in both backends (the env's bookkeeping is exact
@@ -39,7 +45,7 @@ Outputs in ``--out`` (default ``runs/ppo``): ``policy.safetensors`` + ``policy.j
     python examples/train_ppo.py                      # the documented default (see below)
     python examples/train_ppo.py --quick              # smoke test, about a minute
     python examples/train_ppo.py --seed 1 --out runs/ppo-seed1
-    shareverse-env rollout --policy runs/ppo/policy.safetensors --backend world --out ppo.mp4
+    shareverse-env rollout --policy runs/ppo/policy.safetensors --goal-distance 60 90 --out a.mp4
 
 Default budget: 16,384 env steps (each one 2.8 s chunk for both cars, about 30,000 car
 transitions), then 100 world episodes per policy and 20 generative ones for the trained policy;
