@@ -120,22 +120,18 @@ def test_memory_is_retrieved_from_earlier_frames_by_eq3() -> None:
     assert example.video.shape == (2, 29, 64, 96, 3)
 
 
-def test_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
+def run_two_processes(worker: str, port: int, *args: str) -> None:
+    """``torchrun`` two CPU processes (gloo) of the worker script; both must report ok."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        str(HERE / "_ddp_worker.py"),
-        str(tmp_path / "run"),
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--master_port", str(port), str(HERE / worker), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 0 ok" in done.stdout and "rank 1 ok" in done.stdout
+
+
+def test_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
+    run_two_processes("_ddp_worker.py", 29517, str(tmp_path / "run"))
     assert (tmp_path / "run" / "pipeline" / "pipeline.json").is_file()
 
 
@@ -165,21 +161,7 @@ def test_full_size_code_path_at_tiny_scale(tmp_path: Path) -> None:
 def test_fsdp_on_two_cpu_processes_matches_ddp_and_resumes(tmp_path: Path) -> None:
     # _fsdp_worker.py: 3 DDP steps, 3 FSDP steps, and 2 + 1 FSDP steps with a resume between.
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29518",
-        str(HERE / "_fsdp_worker.py"),
-        str(run),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "rank 0 ok" in done.stdout and "rank 1 ok" in done.stdout
+    run_two_processes("_fsdp_worker.py", 29518, str(run))
     losses = json.loads((run / "losses.json").read_text())
 
     def checkpoint(name: str) -> tuple[dict, dict, dict, dict]:
@@ -223,12 +205,7 @@ def test_fsdp_on_two_cpu_processes_matches_ddp_and_resumes(tmp_path: Path) -> No
 def test_fsdp_smoke_other_stages(tmp_path: Path, stage: str) -> None:
     # Memory frames through the sharded blocks' memory_forward, the VAE's sharded encoder and
     # decoder (and its calibration + save on every rank), gradient checkpointing, bf16.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    cmd += ["--master_port", "29519", str(HERE / "_fsdp_worker.py"), str(tmp_path), stage]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "rank 0 ok" in done.stdout and "rank 1 ok" in done.stdout
+    run_two_processes("_fsdp_worker.py", 29519, str(tmp_path), stage)
     folder = "replicas" if stage == "vae-ddp" else "smoke"  # vae-ddp: DDP replicas stay equal
     assert (tmp_path / folder / "checkpoints" / stage.split("-")[0] / "state.json").is_file()
 
