@@ -7,6 +7,7 @@ checkpoints; rank 0 writes the per-step losses to ``RUN/losses.json``.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -47,6 +48,11 @@ if replicas_check:  # the VAE loss bypasses DDP's forward: gradients are average
         torch.distributed.all_gather(copies, param.detach().contiguous())
         assert torch.equal(copies[0], copies[1]), "VAE replicas drifted apart"
     print(f"rank {trainer.rank} ok", flush=True)
+    # Free the DDP wrapper (and its reducer) before the process group it holds: destroying
+    # them the other way round at exit aborted a run once ("terminate called ...").
+    del trainer
+    gc.collect()
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
     sys.exit(0)
 
