@@ -618,14 +618,21 @@ def read_policy_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def read_policy_config(path: str | os.PathLike[str]) -> ActorCriticConfig:
+    """The network config of a checkpoint's sidecar (``.safetensors`` or ``.json`` path)."""
+    data = read_policy_sidecar(path)
+    try:
+        return ActorCriticConfig(**data["config"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{sidecar_path(_weights_path(path))}: bad network config ({err})"
+        ) from err
+
+
 def load_network(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ActorCritic:
     """The :class:`ActorCritic` saved at ``path`` (safetensors + JSON only; nothing unpickled)."""
     weights = _weights_path(path)
-    data = read_policy_sidecar(weights)
-    try:
-        config = ActorCriticConfig(**data["config"])
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{sidecar_path(weights)}: bad network config ({err})") from err
+    config = read_policy_config(weights)
     net = ActorCritic(config)
     try:
         state = load_file(str(weights))
@@ -779,11 +786,7 @@ def load_policy(
         ValueError: policy checkpoint ... was made for observation (128, 192, 3) uint8, ...
     """
     weights = _weights_path(path)
-    data = read_policy_sidecar(weights)
-    try:
-        config = ActorCriticConfig(**data["config"])
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{sidecar_path(weights)}: bad network config ({err})") from err
+    config = read_policy_config(weights)
     # Check the spaces before reading the weights: the cheap, likely error first.
     check_compatible(config, env, source=f"policy checkpoint {weights}")
     net = load_network(weights, device)
