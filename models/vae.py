@@ -16,6 +16,11 @@ import itertools
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
+ENCODER_SIDE = ("encoder", "quant_conv")
+"""The VAE's submodules that map frames to latents: the latent space is a function of these (and
+of the scaling factor) alone, so the decoder can be retrained without invalidating a transformer
+or a latent cache."""
+
 
 def _check_video(name: str, x: torch.Tensor, ndim: int, layout: str) -> None:
     if x.ndim != ndim:

@@ -15,7 +15,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-STAGES = ("vae", "stage1", "stage2")
+STAGES = ("vae", "decoder", "stage1", "stage2")
 
 
 def main(argv: list[str] | None = None) -> None:

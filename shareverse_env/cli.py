@@ -73,24 +73,25 @@ NAME-0.mp4, NAME-1.mp4, ...
 # ------------------------------------------------------------------------- argument types
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1; got {value}")
-    return value
+def _int_at_least(lowest: int):
+    """An argparse type: an integer ``≥ lowest``, with an error that says so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer ≥ {lowest}; got {text!r}"
+            ) from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be ≥ {lowest}; got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0; got {value}")
-    return value
+_positive_int = _int_at_least(1)
+_seed = _int_at_least(0)
 
 
 def _mp4_path(text: str) -> Path:

@@ -1,6 +1,7 @@
 """``shareverse-train``: train the ShareVerse model stage by stage on a synthesized dataset.
 
     shareverse-train --data data/town --out runs/small --stage vae --steps 3000 --init small
+    shareverse-train --data data/town --out runs/small --stage decoder --steps 1000  # encoder frozen
     shareverse-train --data data/town --out runs/small --stage stage1 --steps 20000
     shareverse-train --data data/town --out runs/small --stage stage2 --steps 20000 --device cuda
     torchrun --nproc_per_node 8 -m shareverse_env.models.training.cli --data ... --stage stage1
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .config import PARALLEL, STAGES, TrainConfig
+from .config import PARALLEL, STAGES, VAE_STAGES, TrainConfig
 from .trainer import Trainer, open_run_pipeline
 
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{pipe.frame_shape[0]}x{pipe.frame_shape[1]}: synthesize with --view-hw "
             f"{pipe.view_hw[0]} {pipe.view_hw[1]} or pick the matching config"
         )
-    lr = args.lr if args.lr is not None else (2e-4 if args.stage == "vae" else 1e-4)
+    lr = args.lr if args.lr is not None else (2e-4 if args.stage in VAE_STAGES else 1e-4)
     config = TrainConfig(
         stage=args.stage,
         steps=args.steps,
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         memory_source=args.memory_source,
     )
     latents = args.latents
-    if latents is not None and args.stage == "vae":
-        print("--latents is ignored by the vae stage (it trains the VAE itself)")
+    if latents is not None and args.stage in VAE_STAGES:
+        print(f"--latents is ignored by the {args.stage} stage (it trains the VAE itself)")
         latents = None
     trainer = Trainer(pipe, data, args.out, config, progress=not args.no_progress, latents=latents)
     row = trainer.run()

@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STAGES = ("vae", "stage1", "stage2")
-"""``vae``: the small VAE from scratch; ``stage1``: 29-frame chunks without memory;
-``stage2``: chunks with 4 memory frames retrieved by Eq. 3 and the unidirectional mask."""
+STAGES = ("vae", "decoder", "stage1", "stage2")
+"""``vae``: the small VAE from scratch; ``decoder``: the VAE's decoder alone, its encoder frozen
+(the latent space, and so a transformer trained on it, stays valid); ``stage1``: 29-frame chunks
+without memory; ``stage2``: chunks with 4 memory frames retrieved by Eq. 3 and the
+unidirectional mask."""
+
+VAE_STAGES = ("vae", "decoder")
+"""Stages that train the VAE (on clips of frames) rather than the transformer."""
 
 
 PARALLEL = ("ddp", "fsdp")

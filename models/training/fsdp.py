@@ -30,6 +30,8 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from .config import VAE_STAGES
+
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 _DTYPES = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -54,7 +56,7 @@ def shard(module: nn.Module, stage: str, mixed_precision: str, device: torch.dev
         reduce_dtype=torch.float32 if mixed_precision != "no" else None,
     )
     options = {"mesh": mesh, "mp_policy": policy}
-    if stage == "vae":
+    if stage in VAE_STAGES:
         units = [
             getattr(module, name)
             for name in ("encoder", "decoder", "quant_conv", "post_quant_conv")

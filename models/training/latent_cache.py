@@ -61,7 +61,7 @@ from shareverse_env.data.reader import SequenceDataset
 from shareverse_env.files import atomic_file
 from shareverse_env.geometry import CHUNK_FRAMES
 
-from ..vae import encode_images, encode_video
+from ..vae import ENCODER_SIDE, encode_images, encode_video
 from .batches import ChunkExample, chunk_starts, draw_start, retrieve_memory, to_video_tensor
 
 FORMAT_NAME = "shareverse-latent-cache"
@@ -72,10 +72,12 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 # ---------------------------------------------------------------------------------- identities
 def vae_identity(vae: torch.nn.Module) -> dict[str, Any]:
-    """``{"sha256", "scaling_factor"}``: a hash of the VAE's weights and config, and its scale.
+    """``{"sha256", "scaling_factor"}``: a hash of the VAE's config and encoder-side weights.
 
-    The config hash leaves out private keys (``_name_or_path``, …) and the scaling factor, which
-    is recorded on its own; both must match for a cache to be used.
+    Cached latents depend on the encoder and ``quant_conv`` alone (``ENCODER_SIDE``), so a
+    decoder retrained by the ``decoder`` stage keeps its cache. The config hash leaves out
+    private keys (``_name_or_path``, …) and the scaling factor, which is recorded on its own;
+    both must match for a cache to be used.
     """
     digest = hashlib.sha256()
     config = {
@@ -83,6 +85,8 @@ def vae_identity(vae: torch.nn.Module) -> dict[str, Any]:
     }
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(vae.state_dict().items()):
+        if name.split(".", 1)[0] not in ENCODER_SIDE:
+            continue
         t = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())

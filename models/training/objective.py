@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -103,16 +105,25 @@ def diffusion_loss(
 
 
 def vae_loss(
-    pipe: ShareVersePipeline, clips: np.ndarray, config: TrainConfig, generator: torch.Generator
+    pipe: ShareVersePipeline,
+    clips: np.ndarray,
+    config: TrainConfig,
+    generator: torch.Generator,
+    train_encoder: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """L1 reconstruction of ``1 + 4k``-frame clips through the chunk decoder, plus a small KL."""
+    """L1 reconstruction of ``1 + 4k``-frame clips through the chunk decoder, plus a small KL.
+
+    ``train_encoder=False`` (the ``decoder`` stage): the posterior is computed without gradients
+    and the KL, a constant then, is left out of the loss (still reported).
+    """
     video = to_video_tensor(clips, pipe.device, pipe.dtype)  # (B, 3, F, H, W)
-    posterior = DiagonalGaussianDistribution(encode_moments(pipe.vae, video))
+    with nullcontext() if train_encoder else torch.no_grad():
+        posterior = DiagonalGaussianDistribution(encode_moments(pipe.vae, video))
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
         posterior.mean.device, posterior.mean.dtype
     )
     recon = decode_chunk(pipe.vae, z)
     l1 = (recon - video).abs().mean()
     kl = posterior.kl().mean()
-    loss = l1 + config.vae_kl_weight * kl
+    loss = l1 + config.vae_kl_weight * kl if train_encoder else l1
     return loss, {"l1": l1.item(), "kl": kl.item()}

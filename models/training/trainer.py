@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 
 from ..loading import load_pipeline, save_pipeline
 from ..pipeline import ShareVersePipeline
+from ..vae import ENCODER_SIDE
 from . import fsdp
 from .batches import SequenceSource, draw_chunk, draw_vae_clips, step_rng
-from .config import TrainConfig
+from .config import VAE_STAGES, TrainConfig
 from .io import load_checkpoint, save_checkpoint
 from .latent_cache import LatentCache
 from .objective import diffusion_loss, encode_chunks, vae_loss
@@ -90,9 +91,10 @@ class Trainer:
         self.device = _rank_device(config.device, self.world)
         self.pipe = pipe.to(self.device)
         self.stage = config.stage
-        self.module = self.pipe.vae if self.stage == "vae" else self.pipe.transformer
+        self.trains_vae = self.stage in VAE_STAGES
+        self.module = self.pipe.vae if self.trains_vae else self.pipe.transformer
         self.latents: LatentCache | None = None
-        if latents is not None and self.stage != "vae":
+        if latents is not None and not self.trains_vae:
             self.latents = latents if isinstance(latents, LatentCache) else LatentCache(latents)
             self.latents.check(self.pipe, data)
         self.start_stride = config.start_stride or (self.latents.stride if self.latents else 1)
@@ -101,9 +103,15 @@ class Trainer:
                 f"start_stride {self.start_stride} is not a multiple of the latent cache's "
                 f"stride {self.latents.stride}"
             )
-        frozen = self.pipe.transformer if self.stage == "vae" else self.pipe.vae
+        frozen = self.pipe.transformer if self.trains_vae else self.pipe.vae
         frozen.requires_grad_(False).eval()
         self.module.requires_grad_(True).train()
+        if self.stage == "decoder":
+            # The encoder side fixes the latent space that the transformer was trained on.
+            for name in ENCODER_SIDE:
+                part = getattr(self.module, name, None)
+                if part is not None:
+                    part.requires_grad_(False).eval()
         if config.gradient_checkpointing and hasattr(self.module, "enable_gradient_checkpointing"):
             self.module.enable_gradient_checkpointing()
         self.sharded = config.parallel == "fsdp" and self.world > 1
@@ -124,13 +132,14 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.module)
         # The VAE loss calls the encoder and decoder directly, never the wrapper's forward, so
         # DDP's hooks do not fire: average those gradients by hand (FSDP shards hook per call).
-        self._manual_grad_sync = self.world > 1 and not self.sharded and self.stage == "vae"
+        self._manual_grad_sync = self.world > 1 and not self.sharded and self.trains_vae
         self.step = 0
         self.checkpoint_dir = self.run_dir / "checkpoints" / self.stage
         self.log_path = self.run_dir / f"log_{self.stage}.csv"
-        # One thread draws the next batch while the current step runs (numpy copies release
-        # the GIL); draws depend only on (seed, step, rank), so prefetching keeps resume exact.
-        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
+        # During run(), one thread draws the next batch while the current step runs (numpy
+        # copies release the GIL); draws depend only on (seed, step, rank), so prefetching keeps
+        # resume exact. The thread lives only as long as run(): none is left behind at exit.
+        self._prefetcher: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
         self._resume()
         self._truncate_log()
@@ -207,7 +216,7 @@ class Trainer:
             ema_module = fsdp.unsharded_copy(
                 self._module_cls, self.module, {**model_state, **ema_state}
             )
-            setattr(pipe, "vae" if self.stage == "vae" else "transformer", ema_module)
+            setattr(pipe, "vae" if self.trains_vae else "transformer", ema_module)
             save_pipeline(pipe, self.run_dir / "pipeline")
             return
         self.ema.store(self.params)
@@ -234,7 +243,7 @@ class Trainer:
         cfg = self.config
         rng = step_rng(cfg.seed, step, self.rank)
         seed = int(rng.integers(2**63 - 1))
-        if self.stage == "vae":
+        if self.trains_vae:
             return seed, draw_vae_clips(self.data, rng, cfg.batch_size, cfg.vae_clip_frames)
         with_memory = self.stage == "stage2"
         draw = self.latents.draw_chunk if self.latents is not None else draw_chunk
@@ -249,6 +258,8 @@ class Trainer:
         return pending.result() if pending is not None else self._draw(step)
 
     def _prefetch(self, step: int) -> None:
+        if self._prefetcher is None:
+            return
         if step < self.config.steps and step not in self._pending:
             self._pending = {step: self._prefetcher.submit(self._draw, step)}
 
@@ -257,9 +268,9 @@ class Trainer:
         cfg = self.config
         seed, batch = self._batch(step)
         generator = torch.Generator().manual_seed(seed)
-        if self.stage == "vae":
+        if self.trains_vae:
             with self._autocast():
-                return vae_loss(self.pipe, batch, cfg, generator)
+                return vae_loss(self.pipe, batch, cfg, generator, self.stage == "vae")
         encoded = encode_chunks(self.pipe, batch, cfg, generator)
         with self._autocast():
             loss = diffusion_loss(self.pipe, self.model, encoded, generator)
@@ -308,23 +319,28 @@ class Trainer:
             desc=self.stage,
             disable=not self.progress or self.rank != 0,
         )
-        while self.step < cfg.steps:
-            row = self.train_step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
-            if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
-                self._log(row)
-            out_of_time = self._out_of_time(started)
-            due_time = time.monotonic() - last_save > cfg.checkpoint_minutes * 60
-            due_step = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
-            if due_time or due_step or out_of_time or self.step == cfg.steps:
-                self.save()
-                self.plot()
-                last_save = time.monotonic()
-            if out_of_time:
-                break
-        bar.close()
-        self._pending.clear()
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches")
+        try:
+            while self.step < cfg.steps:
+                row = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                    self._log(row)
+                out_of_time = self._out_of_time(started)
+                due_time = time.monotonic() - last_save > cfg.checkpoint_minutes * 60
+                due_step = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                if due_time or due_step or out_of_time or self.step == cfg.steps:
+                    self.save()
+                    self.plot()
+                    last_save = time.monotonic()
+                if out_of_time:
+                    break
+        finally:
+            bar.close()
+            self._pending.clear()
+            self._prefetcher.shutdown(wait=True, cancel_futures=True)
+            self._prefetcher = None
         return row
 
     def _out_of_time(self, started: float) -> bool:

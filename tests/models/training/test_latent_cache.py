@@ -154,6 +154,20 @@ def test_a_cache_of_another_vae_or_dataset_is_refused(built, tmp_path: Path) -> 
     assert vae_trainer.latents is None
 
 
+def test_a_retrained_decoder_keeps_the_cache(built) -> None:
+    data_root, folder = built
+    data = SequenceDataset(data_root, "train", frames_only=True)
+    pipe = tiny()
+    with torch.no_grad():
+        for param in pipe.vae.decoder.parameters():
+            param.add_(0.01)
+    open_latent_cache(folder, pipe, data)  # cached latents come from the encoder side alone
+    with torch.no_grad():
+        next(pipe.vae.encoder.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match="another VAE"):
+        open_latent_cache(folder, pipe, data)
+
+
 def test_an_interrupted_build_encodes_only_what_is_missing(built, tmp_path: Path) -> None:
     data, folder = built
     copy = tmp_path / "cache"

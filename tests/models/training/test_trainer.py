@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ def make_trainer(run: Path, stage: str, steps: int, **kwargs) -> Trainer:
 
 
 @pytest.mark.parametrize(
-    ("stage", "steps", "factor"), [("stage1", 12, 0.6), ("stage2", 12, 0.6), ("vae", 10, 0.95)]
+    ("stage", "steps", "factor"),
+    [("stage1", 12, 0.6), ("stage2", 12, 0.6), ("vae", 10, 0.95), ("decoder", 10, 0.95)],
 )
 def test_a_few_steps_lower_the_loss(tmp_path: Path, stage: str, steps: int, factor: float) -> None:
     trainer = make_trainer(tmp_path / "run", stage, steps)
@@ -40,6 +42,18 @@ def test_a_few_steps_lower_the_loss(tmp_path: Path, stage: str, steps: int, fact
     with torch.no_grad():
         after = float(trainer.loss_at(0)[0])
     assert after < factor * before, (before, after)
+
+
+def test_decoder_stage_changes_the_decoder_alone(tmp_path: Path) -> None:
+    before = {k: v.clone() for k, v in open_run_pipeline(tmp_path, "tiny").vae.state_dict().items()}
+    trainer = make_trainer(tmp_path / "run", "decoder", 3)
+    assert all(not n.startswith(("encoder.", "quant_conv.")) for n in trainer.param_names)
+    trainer.run()
+    saved = ShareVersePipeline.from_pretrained(tmp_path / "run" / "pipeline").vae
+    changed = {k for k, v in saved.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
+    # The latent space is the encoder's: no recalibration, the scaling factor is kept.
+    assert saved.config.scaling_factor == trainer.pipe.vae.config.scaling_factor
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
@@ -72,6 +86,12 @@ def test_time_budget_stops_early_with_a_checkpoint_and_resume_goes_on(tmp_path: 
     assert resumed.step == 1
     resumed.run()
     assert resumed.step == 3
+
+
+def test_no_prefetch_thread_outlives_run(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path / "run", "stage1", 2)
+    trainer.run()
+    assert not [t for t in threading.enumerate() if t.name.startswith("batches")]
 
 
 def test_run_pipeline_holds_the_ema_weights(tmp_path: Path) -> None:
