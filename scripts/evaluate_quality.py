@@ -43,8 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", default="val", help="split to evaluate")
     parser.add_argument(
         "--model",
-        default="runs/gpu1/small",
-        help="trained pipeline folder, or a config name (tiny, small) for random weights",
+        default=None,
+        help="trained pipeline folder, or a config name (tiny, small) for random weights "
+        "(default: the shipped weights)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="sampler steps (default: the model's own)"
     )
     parser.add_argument("--sequences", type=int, default=None, help="first N sequences (all)")
     parser.add_argument("--chunks", type=int, default=None, help="chunks per sequence (all)")
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             num_chunks=args.chunks,
             sample_sequence=args.sample_sequence,
             progress=not args.no_progress,
+            num_inference_steps=args.steps,
         )
         result.config["seconds"] = round(time.perf_counter() - start, 1)
         command = "python " + shlex.join(["scripts/evaluate_quality.py", *sys.argv[1:]])

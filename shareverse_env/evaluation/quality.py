@@ -281,12 +281,14 @@ def rollout(
     num_chunks: int,
     pipeline: ShareVersePipeline | None = None,
     noise_seed: int = 0,
+    num_inference_steps: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the ``(A, 28, 2H, 2W, 3)`` frames of each of ``num_chunks`` chunks of ``data``.
 
     Model variants run a :class:`~shareverse_env.generative_backend.ShareVerseBackend` on
-    ``pipeline`` started from the true first frames; the repeat baselines copy frames and the
-    autoencoder passes the true chunk through ``pipeline``'s VAE (see :mod:`.variants`).
+    ``pipeline`` started from the true first frames (``num_inference_steps`` sampler steps,
+    default the pipeline's); the repeat baselines copy frames and the autoencoder passes the
+    true chunk through ``pipeline``'s VAE (see :mod:`.variants`).
     """
     frames, poses = data.frames, data.poses
     new = NEW_FRAMES_PER_CHUNK
@@ -307,7 +309,10 @@ def rollout(
     from ..generative_backend import ShareVerseBackend
 
     backend = ShareVerseBackend(
-        model=pipeline, memory_source=variant.memory_source, seed=noise_seed
+        model=pipeline,
+        memory_source=variant.memory_source,
+        seed=noise_seed,
+        num_inference_steps=num_inference_steps,
     )
     weather = data.meta.get("weather", "clear_noon")
     backend.reset(None, weather, poses[:, 0], {"images": frames[:, 0], "noise_seed": noise_seed})
@@ -348,6 +353,7 @@ def evaluate_quality(
     num_chunks: int | None = None,
     sample_sequence: int | None = 0,
     progress: bool = True,
+    num_inference_steps: int | None = None,
 ) -> QualityResult:
     """Score every variant on the first ``sequences`` sequences of ``split``.
 
@@ -364,12 +370,15 @@ def evaluate_quality(
         sample_sequence: index of the sequence whose frames go to ``result.samples`` (the
             ``trained`` variant's, else the first variant's); ``None`` keeps none.
         progress: show a tqdm bar (one step per chunk of every variant).
+        num_inference_steps: sampler steps of the model variants (default: the pipeline's).
 
     Raises:
         ValueError: unknown variants, an empty split, sequences too short for one chunk, or a
             model whose view size differs from the dataset's.
     """
     variants = list(variants)
+    if num_inference_steps is not None and num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be >= 1; got {num_inference_steps}")
     dataset = SequenceDataset(data_root, split)
     if len(dataset) == 0:
         raise ValueError(f"{data_root}: split {split!r} has no complete sequences")
@@ -389,10 +398,17 @@ def evaluate_quality(
         config={
             "data": str(data_root),
             "split": split,
-            "model": str(model) if not isinstance(model, ShareVersePipeline) else "<pipeline>",
+            "model": (
+                "<pipeline>"
+                if isinstance(model, ShareVersePipeline)
+                else "shipped weights"
+                if model is None
+                else str(model)
+            ),
             "variants": variants,
             "sequences": dataset.ids[:count],
             "seed": seed,
+            "num_inference_steps": num_inference_steps,
             "psnr_cap_db": PSNR_CAP_DB,
             "chunk_frames": CHUNK_FRAMES,
         },
@@ -417,7 +433,9 @@ def evaluate_quality(
         for name in variants:
             keep = sample_sequence == i and name == sample_variant
             generated = []
-            stream = rollout(VARIANTS[name], data, chunks, pipelines.get(name), seed + i)
+            stream = rollout(
+                VARIANTS[name], data, chunks, pipelines.get(name), seed + i, num_inference_steps
+            )
             for k, frames in enumerate(stream):
                 bar.set_postfix(sequence=dataset.ids[i], variant=name, chunk=k)
                 window = slice(1 + NEW_FRAMES_PER_CHUNK * k, 1 + NEW_FRAMES_PER_CHUNK * (k + 1))

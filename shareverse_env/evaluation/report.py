@@ -187,10 +187,13 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
     if command:
         lines += ["```", command, "```", ""]
     agents = len({r.agent for r in result.rows})
+    steps = cfg.get("num_inference_steps")
+    steps_note = f" at {steps} sampler steps" if steps else ""
     lines += [
         f"Data: `{cfg.get('data', '?')}` split `{cfg.get('split', '?')}`, "
         f"{len(cfg.get('sequences', []))} sequences × {agents} agents × {result.num_chunks} "
-        f"chunks of 28 frames; model `{cfg.get('model', '?')}`; seed {cfg.get('seed', '?')}. "
+        f"chunks of 28 frames; model `{cfg.get('model', '?')}`"
+        f"{steps_note}; seed {cfg.get('seed', '?')}. "
         f"PSNR per frame (capped at {cfg.get('psnr_cap_db', '?')} dB) and SSIM per frame "
         "(Gaussian σ = 1.5, 11×11, per RGB channel, per camera view), averaged over frames, "
         "agents, chunks and sequences; *overlap* = only the pixels the other agent also sees.",

@@ -171,6 +171,25 @@ def test_every_model_variant_gets_the_same_noise(tiny_dataset, pipe, monkeypatch
         assert torch.equal(seen[name][0], seen["trained"][0])
 
 
+def test_sampler_steps_reach_the_backend(tiny_dataset, pipe, monkeypatch) -> None:
+    steps_seen = []
+
+    def fake_generate(self, poses, active):
+        steps_seen.append(self.num_inference_steps)
+        return np.zeros((len(poses), 28, *self.frame_shape), np.uint8)
+
+    monkeypatch.setattr(ShareVerseBackend, "generate", fake_generate)
+    root = tiny_dataset[0]
+    result = evaluate_quality(
+        root, "val", model=pipe, variants=["trained"], progress=False, num_inference_steps=3
+    )
+    assert steps_seen == [3, 3] and result.config["num_inference_steps"] == 3
+    assert "at 3 sampler steps" in summary_markdown(result, "cmd")
+    assert pipe.num_inference_steps == 1  # the caller's pipeline is left as it was
+    with pytest.raises(ValueError, match="num_inference_steps must be >= 1"):
+        evaluate_quality(root, "val", model=pipe, progress=False, num_inference_steps=0)
+
+
 def test_untrained_and_no_memory_variants(pipe) -> None:
     fresh = random_like(pipe, seed=3)
     assert dict(fresh.transformer.config) == dict(pipe.transformer.config)
