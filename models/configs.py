@@ -90,7 +90,9 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         },
         vae=_SMALL_VAE,
         view_hw=(64, 96),
-        num_inference_steps=8,
+        # 4 DDIM steps: the shipped model scores at least as well at 4 as at 8 or 16, and the
+        # denoiser's share of a chunk drops from 3.8 to 2.1 s (docs/quality.md, "Sampler steps").
+        num_inference_steps=4,
     ),
     "cogvideox-5b-i2v": ModelSpec(
         transformer={
