@@ -5,6 +5,6 @@ subpackage. Entry point: ``shareverse-train`` (:mod:`shareverse_env.models.train
 """
 
 from .config import STAGES, TrainConfig
-from .trainer import Trainer
+from .trainer import Trainer, finish_distributed
 
-__all__ = ["STAGES", "TrainConfig", "Trainer"]
+__all__ = ["STAGES", "TrainConfig", "Trainer", "finish_distributed"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from .config import PARALLEL, STAGES, VAE_STAGES, TrainConfig
-from .trainer import Trainer, open_run_pipeline
+from .trainer import Trainer, finish_distributed, open_run_pipeline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.stage}: step {trainer.step}/{args.steps}, last loss {row.get('loss', float('nan')):.4f}; "
             f"model at {args.out / 'pipeline'}"
         )
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    del trainer
+    finish_distributed()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import gc
 import json
 import os
 import time
@@ -44,6 +45,28 @@ def _distributed() -> tuple[int, int]:
         torch.distributed.init_process_group(backend=backend)
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
+
+
+def finish_distributed() -> None:
+    """Tear down torch.distributed at the end of a run; a no-op in a single process.
+
+    Drop every ``Trainer`` first (``del trainer``). All ranks wait for each other, the wrapped
+    modules and their pending collectives are freed, and only then is the process group
+    destroyed: the other order, or leaving it to interpreter exit, can abort a gloo run with
+    "terminate called without an active exception" while its worker threads still hold tensors.
+
+    Example::
+
+        trainer = Trainer(pipe, data, run, config)
+        trainer.run()
+        del trainer
+        finish_distributed()
+    """
+    if not torch.distributed.is_initialized():
+        return
+    torch.distributed.barrier()
+    gc.collect()
+    torch.distributed.destroy_process_group()
 
 
 def _rank_device(device: str, world: int) -> torch.device:

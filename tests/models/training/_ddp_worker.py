@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _fake_data import FakeData
 from shareverse_env.models.pipeline import ShareVersePipeline
-from shareverse_env.models.training import TrainConfig, Trainer
+from shareverse_env.models.training import TrainConfig, Trainer, finish_distributed
 
 torch.set_num_threads(1)
 run = Path(sys.argv[1])
@@ -26,4 +26,5 @@ gathered = [torch.zeros_like(flat) for _ in range(2)]
 torch.distributed.all_gather(gathered, flat)
 assert torch.equal(gathered[0], gathered[1])
 print(f"rank {trainer.rank} ok", flush=True)
-torch.distributed.destroy_process_group()
+del trainer
+finish_distributed()

@@ -7,7 +7,6 @@ checkpoints; rank 0 writes the per-step losses to ``RUN/losses.json``.
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _fake_data import FakeData
 from shareverse_env.models.pipeline import ShareVersePipeline
-from shareverse_env.models.training import TrainConfig, Trainer
+from shareverse_env.models.training import TrainConfig, Trainer, finish_distributed
 from torch.distributed.tensor import DTensor
 
 torch.set_num_threads(1)
@@ -48,12 +47,8 @@ if replicas_check:  # the VAE loss bypasses DDP's forward: gradients are average
         torch.distributed.all_gather(copies, param.detach().contiguous())
         assert torch.equal(copies[0], copies[1]), "VAE replicas drifted apart"
     print(f"rank {trainer.rank} ok", flush=True)
-    # Free the DDP wrapper (and its reducer) before the process group it holds: destroying
-    # them the other way round at exit aborted a run once ("terminate called ...").
     del trainer
-    gc.collect()
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    finish_distributed()
     sys.exit(0)
 
 if stage != "stage1":  # a smoke run of the other code paths (memory, VAE, checkpointing, bf16)
@@ -68,7 +63,8 @@ if stage != "stage1":  # a smoke run of the other code paths (memory, VAE, check
             saved = ShareVersePipeline.from_pretrained(run / "smoke" / "pipeline")
             assert saved.vae.config.scaling_factor == factor
     print(f"rank {trainer.rank} ok", flush=True)
-    torch.distributed.destroy_process_group()
+    del trainer
+    finish_distributed()
     sys.exit(0)
 
 ddp, ddp_losses = train("ddp", "ddp", 3)
@@ -85,4 +81,5 @@ if fsdp.rank == 0:
     }
     (run / "losses.json").write_text(json.dumps(losses))
 print(f"rank {fsdp.rank} ok", flush=True)
-torch.distributed.destroy_process_group()
+del ddp, fsdp, first, resumed
+finish_distributed()
