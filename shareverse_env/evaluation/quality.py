@@ -9,9 +9,10 @@ the ``repeat_oracle`` reference). An 89-frame sequence gives 3 chunks.
 
 Every (sequence, agent, chunk, variant) gets one :class:`ChunkScore`: PSNR and SSIM computed per
 frame and averaged over the chunk's 28 frames, over all pixels and over the co-visibility mask
-(:func:`~.overlap.covisibility_masks`, the pixels that the other agent also sees). PSNR of a
-frame is capped at :data:`PSNR_CAP_DB` (identical frames would give ``inf``); SSIM uses
-:func:`~.metrics.ssim_tiled` (one map per camera view).
+(:func:`~.overlap.covisibility_masks`, the pixels that the other agent also sees), and the
+detail ratio (:func:`~.metrics.detail_ratio_tiled`, how sharp the frames are next to the
+truth's). PSNR of a frame is capped at :data:`PSNR_CAP_DB` (identical frames would give
+``inf``); SSIM uses :func:`~.metrics.ssim_tiled` (one map per camera view).
 
 Example (the two baselines, which need no model, on a one-sequence dataset):
     >>> import tempfile
@@ -52,7 +53,7 @@ from ..data.reader import SequenceDataset
 from ..geometry import CHUNK_FRAMES, NEW_FRAMES_PER_CHUNK, CameraRig
 from ..models.pipeline import ShareVersePipeline
 from ..models.vae import encode_video
-from .metrics import psnr, ssim_tiled
+from .metrics import detail_ratio_tiled, psnr, ssim_tiled
 from .overlap import covisibility_masks
 from .variants import VARIANTS, Variant, build_pipelines
 
@@ -64,7 +65,7 @@ generated frame (an RMS error of 0.26 grey levels)."""
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
 """All variants, in report order."""
 
-METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap")
+METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail")
 """The scores of every :class:`ChunkScore`."""
 
 
@@ -75,6 +76,8 @@ class ChunkScore:
     PSNR/SSIM are per-frame values averaged over the chunk's frames; the ``_overlap`` ones are
     computed over each frame's co-visible pixels and averaged over the frames that have any
     (``nan`` when none has). ``overlap_fraction`` is the mean fraction of co-visible pixels.
+    ``detail`` is the mean :func:`~.metrics.detail_ratio_tiled` (1 = as sharp as the truth,
+    below 1 = blurred); ``nan`` in results written before it existed.
     """
 
     sequence: str
@@ -89,6 +92,7 @@ class ChunkScore:
     ssim_overlap: float
     overlap_fraction: float
     frames: int
+    detail: float = math.nan
 
 
 @dataclass
@@ -239,14 +243,15 @@ def frame_scores(
 ) -> dict[str, np.ndarray]:
     """Per-frame PSNR (capped) and SSIM of tiled frames ``(T, 2H, 2W, 3)``, all and masked.
 
-    Returns ``{"psnr", "ssim", "psnr_overlap", "ssim_overlap"}``, each ``(T,)``; the masked
-    scores are ``nan`` for frames with an empty mask.
+    Returns ``{"psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail"}``, each ``(T,)``; the
+    masked scores are ``nan`` for frames with an empty mask.
     """
     return {
         "psnr": psnr(generated, truth, max_db=PSNR_CAP_DB),
         "ssim": ssim_tiled(generated, truth),
         "psnr_overlap": psnr(generated, truth, mask=mask, max_db=PSNR_CAP_DB),
         "ssim_overlap": ssim_tiled(generated, truth, mask=mask),
+        "detail": detail_ratio_tiled(generated, truth),
     }
 
 

@@ -13,10 +13,10 @@ Example:
     >>> rows = [ChunkScore("000000", "head_on", "fog", a, k, v, p + a, 0.5, p, 0.5, 0.3, 28)
     ...         for v, p in (("trained", 20.0), ("repeat", 18.0)) for a in (0, 1) for k in (0, 1)]
     >>> print(summary_table(QualityResult(rows)))  # doctest: +NORMALIZE_WHITESPACE
-    | variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | PSNR chunk 0 | PSNR chunk 1 |
-    |---|---|---|---|---|---|---|
-    | trained | 20.50 | 0.5000 | 20.00 | 0.5000 | 20.50 | 20.50 |
-    | repeat | 18.50 | 0.5000 | 18.00 | 0.5000 | 18.50 | 18.50 |
+    | variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | detail | PSNR chunk 0 | PSNR chunk 1 |
+    |---|---|---|---|---|---|---|---|
+    | trained | 20.50 | 0.5000 | 20.00 | 0.5000 | n/a | 20.50 | 20.50 |
+    | repeat | 18.50 | 0.5000 | 18.00 | 0.5000 | n/a | 18.50 | 18.50 |
     >>> compare(QualityResult(rows), "trained", "repeat", "psnr")["wins"]
     4
 """
@@ -38,6 +38,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ssim", "SSIM all", "{:.4f}"),
     ("psnr_overlap", "PSNR overlap", "{:.2f}"),
     ("ssim_overlap", "SSIM overlap", "{:.4f}"),
+    ("detail", "detail", "{:.2f}"),
 )
 
 
@@ -196,7 +197,10 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
         f"{steps_note}; seed {cfg.get('seed', '?')}. "
         f"PSNR per frame (capped at {cfg.get('psnr_cap_db', '?')} dB) and SSIM per frame "
         "(Gaussian σ = 1.5, 11×11, per RGB channel, per camera view), averaged over frames, "
-        "agents, chunks and sequences; *overlap* = only the pixels the other agent also sees.",
+        "agents, chunks and sequences; *overlap* = only the pixels the other agent also sees; "
+        "*detail* = the frame's fine detail (luma gradient energy) over the true frame's, "
+        "1 as sharp as the truth, below 1 blurred (PSNR and SSIM favour blur under "
+        "uncertainty: read them next to it).",
         "",
         summary_table(result),
         "",

@@ -1,14 +1,18 @@
-"""PSNR and SSIM: known values, masks, batching, the reference formula and clear errors."""
+"""PSNR, SSIM and the detail ratio: known values, masks, batching, reference formulas, errors."""
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
 import pytest
 
+from shareverse_env.evaluation import metrics as metrics_module
 from shareverse_env.evaluation.metrics import (
+    detail_ratio_tiled,
     gaussian_window,
+    gradient_energy,
     psnr,
     ssim,
     ssim_map,
@@ -148,3 +152,54 @@ def test_ssim_needs_a_whole_window() -> None:
     small = np.zeros((8, 32, 3), np.uint8)
     with pytest.raises(ValueError, match="at least 11"):
         ssim(small, small)
+
+
+def test_gradient_energy_is_the_mean_squared_luma_difference() -> None:
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, (2, 9, 13, 3), dtype=np.uint8)
+    luma = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    dy, dx = np.diff(luma, axis=1), np.diff(luma, axis=2)
+    expected = ((dy**2).sum(axis=(1, 2)) + (dx**2).sum(axis=(1, 2))) / (dy[0].size + dx[0].size)
+    assert gradient_energy(img) == pytest.approx(expected)
+    assert gradient_energy(np.full((5, 5, 3), 77, np.uint8)) == 0.0
+
+
+def test_detail_ratio_tells_blur_from_detail_and_noise(image) -> None:
+    rng = np.random.default_rng(5)
+    truth = np.concatenate([np.concatenate([image, image[::-1]], 1)] * 2, 0)  # (80, 112, 3)
+    truth = np.clip(truth + rng.normal(0, 20, truth.shape), 0, 255).astype(np.uint8)
+    box = sum(
+        np.roll(truth.astype(np.float64), (dy, dx), (0, 1))
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
+    blurred = (box / 9).round().astype(np.uint8)
+    noisy = np.clip(truth + rng.normal(0, 30, truth.shape), 0, 255).astype(np.uint8)
+    frames = np.stack([truth, blurred, noisy])
+    ratio = detail_ratio_tiled(frames, np.stack([truth] * 3))
+    assert ratio[0] == 1.0
+    assert ratio[1] < 0.5 < 1.5 < ratio[2]
+
+
+def test_detail_ratio_ignores_the_borders_between_views() -> None:
+    # Four flat views of different colours: no detail inside any view, only at the tile seams.
+    flat = np.zeros((32, 48, 3), np.uint8)
+    flat[:16, 24:] = 80
+    flat[16:, :24] = 160
+    flat[16:, 24:] = 240
+    truth = np.random.default_rng(6).integers(0, 256, flat.shape, dtype=np.uint8)
+    assert detail_ratio_tiled(flat, truth) == 0.0
+    assert math.isnan(detail_ratio_tiled(truth, flat))  # a flat truth: no reference detail
+
+
+def test_detail_ratio_bad_input() -> None:
+    with pytest.raises(ValueError, match="even height and width"):
+        detail_ratio_tiled(np.zeros((9, 8, 3), np.uint8), np.zeros((9, 8, 3), np.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        detail_ratio_tiled(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)))
+    with pytest.raises(ValueError, match=r"uint8 with shape \(\.\.\., H, W, 3\)"):
+        gradient_energy(np.zeros((8, 8), np.uint8))
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(metrics_module).failed == 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
 import pytest
 
+from shareverse_env.evaluation import report as report_module
 from shareverse_env.evaluation.quality import ChunkScore, QualityResult
 from shareverse_env.evaluation.report import (
     compare,
@@ -20,10 +22,10 @@ from shareverse_env.evaluation.report import (
 
 
 def _result(scores: dict[str, list[float]]) -> QualityResult:
-    """One row per score: sequence i // 2, agent i % 2, chunk 0; SSIM = PSNR / 40."""
+    """One row per score: sequence i // 2, agent i % 2, chunk 0; SSIM = PSNR / 40; detail 0.5."""
     rows = [
         ChunkScore(
-            f"{i // 2:06d}", "head_on", "fog", i % 2, 0, variant, p, p / 40, p, p / 40, 0.5, 28
+            f"{i // 2:06d}", "head_on", "fog", i % 2, 0, variant, p, p / 40, p, p / 40, 0.5, 28, 0.5
         )
         for variant, values in scores.items()
         for i, p in enumerate(values)
@@ -78,8 +80,10 @@ def test_conclusions_and_table() -> None:
     assert lines[2].startswith("- **(b) memory helps (trained vs no_memory)**: yes.")
     assert "no, it is worse" in lines[3] and "psnr_overlap" in lines[3]
     table = summary_table(result).splitlines()
-    assert table[0].startswith("| variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap")
-    assert table[2] == "| trained | 16.50 | 0.4125 | 16.50 | 0.4125 | 16.50 |"
+    assert table[0].startswith(
+        "| variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | detail |"
+    )
+    assert table[2] == "| trained | 16.50 | 0.4125 | 16.50 | 0.4125 | 0.50 | 16.50 |"
 
 
 def test_figures(tmp_path) -> None:
@@ -118,3 +122,7 @@ def test_script_writes_every_output(tiny_dataset, tmp_path, capsys) -> None:
     (out / "summary.md").unlink()
     assert script.main([*args, "--report-only"]) == 0  # redraws from the saved results
     assert "| repeat |" in (out / "summary.md").read_text()
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(report_module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
