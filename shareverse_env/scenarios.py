@@ -503,10 +503,11 @@ def _stop_before_parked_goals(placed: list[_Placed]) -> None:
     """Shorten routes that would run into a car parked at another agent's goal.
 
     An agent that reaches its goal is done, but its car stays where it stopped. A route that
-    reaches that spot later than its owner would at the same speed (the follower behind the
-    leader, a car merging into the lane behind another) ends :data:`_PARKED_CLEARANCE` metres
-    before it instead. A car that passes the spot well before the owner gets there (the leader
-    of a column passing the follower's goal) keeps its route.
+    runs into that spot ends :data:`_PARKED_CLEARANCE` metres before it instead, unless the car
+    is sure to pass first: only a car ahead on the same lane (the leader of a column passing the
+    follower's goal) keeps its route. A car from another approach (turning into the road behind
+    the through car's goal, say) may have to yield or slow for its turn, so comparing distances
+    cannot tell which car gets there first.
     """
     half = CAR_HALF_EXTENT + _PARKED_INFLATE
     for _ in range(4 * len(placed) + 1):  # goals only move back, so this settles quickly
@@ -524,8 +525,8 @@ def _stop_before_parked_goals(placed: list[_Placed]) -> None:
                 if not hit.any():
                     continue
                 s_hit = float(s[np.argmax(hit)])
-                if s_hit - pj.start_s < (pi.goal_s - pi.start_s) - _PARKED_CLEARANCE:
-                    continue  # j passes long before i parks there
+                if pj.draft.route is pi.draft.route and pj.start_s > pi.start_s:
+                    continue  # j drives ahead of i on the same lane: it passes before i parks
                 goal = s_hit - _PARKED_CLEARANCE
                 if goal - pj.start_s < MIN_TRAVEL or goal < pj.draft.past_s + PASS_DISTANCE:
                     raise _NoFit("a route runs into another agent's goal")
