@@ -67,6 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop this invocation after so many minutes (checkpointed; rerun to go on)",
     )
     parser.add_argument("--memory-source", choices=["all", "others", "own"], default="all")
+    parser.add_argument(
+        "--vae-gradient-weight",
+        type=float,
+        default=0.0,
+        help="vae/decoder stages: weight of a gradient-difference term next to L1, for sharper "
+        "reconstructions (0: L1 alone)",
+    )
     parser.add_argument("--split", default="train")
     parser.add_argument(
         "--latents",
@@ -197,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint_every=args.checkpoint_every,
         max_minutes=args.max_minutes,
         memory_source=args.memory_source,
+        vae_gradient_weight=args.vae_gradient_weight,
     )
     latents = args.latents
     if latents is not None and args.stage in VAE_STAGES:

@@ -56,6 +56,10 @@ class TrainConfig:
     start_stride: int | None = None
     vae_clip_frames: int = 9
     vae_kl_weight: float = 1e-6
+    # Weight of the gradient-difference term of the VAE stages (0: L1 alone, as before). L1 alone
+    # lets the decoder answer uncertainty with blur; this term asks edges to be as strong as
+    # in the truth.
+    vae_gradient_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -76,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"start_stride must be >= 1; got {self.start_stride}")
         if (self.vae_clip_frames - 1) % 4:
             raise ValueError(f"vae_clip_frames must be 1 + 4k; got {self.vae_clip_frames}")
+        if not self.vae_gradient_weight >= 0:
+            raise ValueError(f"vae_gradient_weight must be >= 0; got {self.vae_gradient_weight}")
         if self.memory_source not in ("all", "others", "own"):
             raise ValueError(
                 f"memory_source must be all, others or own; got {self.memory_source!r}"

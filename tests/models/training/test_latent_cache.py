@@ -24,6 +24,7 @@ from shareverse_env.data import SequenceDataset
 from shareverse_env.data.format import (
     SequenceData,
     dataset_info,
+    frames_file,
     write_dataset_info,
     write_sequence,
 )
@@ -166,6 +167,24 @@ def test_a_retrained_decoder_keeps_the_cache(built) -> None:
         next(pipe.vae.encoder.parameters()).add_(0.01)
     with pytest.raises(ValueError, match="another VAE"):
         open_latent_cache(folder, pipe, data)
+
+
+def test_re_rendered_frames_invalidate_their_sequence(built, tmp_path: Path) -> None:
+    # Same seeds and poses, other pixels (a changed renderer): the cached latents are stale.
+    data_root, folder = built
+    copy_data, copy_cache = tmp_path / "data", tmp_path / "cache"
+    shutil.copytree(data_root, copy_data)
+    shutil.copytree(folder, copy_cache)
+    dataset = SequenceDataset(copy_data, "train", frames_only=True)
+    frames_path = copy_data / "train" / "000001" / frames_file(1)
+    frames = np.load(frames_path)
+    frames[5, 10, 20] ^= 1  # one pixel of one frame of one agent
+    np.save(frames_path, frames)
+    with pytest.raises(ValueError, match="000001"):
+        open_latent_cache(copy_cache, tiny(), dataset)
+    report = build_latent_cache(copy_data, tiny(), copy_cache, progress=False)
+    assert report.encoded == ["000001"] and report.skipped == ["000000"]
+    open_latent_cache(copy_cache, tiny(), dataset)
 
 
 def test_an_interrupted_build_encodes_only_what_is_missing(built, tmp_path: Path) -> None:

@@ -56,6 +56,24 @@ def test_decoder_stage_changes_the_decoder_alone(tmp_path: Path) -> None:
     assert saved.config.scaling_factor == trainer.pipe.vae.config.scaling_factor
 
 
+def test_vae_gradient_term_is_added_and_logged(tmp_path: Path) -> None:
+    plain = make_trainer(tmp_path / "a", "decoder", 2)
+    sharp = make_trainer(tmp_path / "b", "decoder", 2, vae_gradient_weight=0.5)
+    with torch.no_grad():
+        loss_plain, logs_plain = plain.loss_at(0)
+        loss_sharp, logs_sharp = sharp.loss_at(0)
+    assert float(loss_plain) == pytest.approx(logs_plain["l1"])  # the decoder stage: L1 alone
+    assert "grad" not in logs_plain and logs_sharp["grad"] > 0
+    assert logs_sharp["l1"] == pytest.approx(logs_plain["l1"])  # same batch, same noise
+    assert float(loss_sharp) == pytest.approx(logs_sharp["l1"] + 0.5 * logs_sharp["grad"], rel=1e-5)
+    sharp.run()
+    with open(tmp_path / "b" / "log_decoder.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(float(r["grad"]) > 0 for r in rows)
+    with pytest.raises(ValueError, match="vae_gradient_weight must be >= 0"):
+        TrainConfig(stage="decoder", vae_gradient_weight=-1.0).validate()
+
+
 def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
     straight = make_trainer(tmp_path / "a", "stage2", 6)
     straight.run()
