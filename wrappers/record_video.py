@@ -3,7 +3,9 @@
 One env step advances a 28-frame chunk, so recording one frame per step (as Gymnasium's
 ``RecordVideo`` does) would play 28× too fast and drop most of what happened. This wrapper asks
 the env for the whole chunk (``env.unwrapped.render_chunk()``: all agents' tiled views side by
-side, plus the minimap) and writes it at the env's 10 fps through imageio-ffmpeg.
+side, plus the minimap) and writes it at the env's 10 fps through imageio-ffmpeg. An env made
+with ``chunk_frames="last"`` renders one frame per chunk: those are written at one frame per
+chunk duration (10/28 fps), so the video still plays in real time, as a time-lapse of stills.
 
 Files are written to a temporary name and renamed when the episode ends, when the env is reset
 or closed, or when a step raises: a finished file is always a playable MP4, and a half-written
@@ -23,6 +25,8 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
+from shareverse_env.geometry import NEW_FRAMES_PER_CHUNK
+
 
 def capped_cubic_schedule(episode_id: int) -> bool:
     """Record episodes 0, 1, 8, 27, …, 729, then every 1000th (Gymnasium's default trigger)."""
@@ -40,7 +44,9 @@ class RecordVideo(BaseParallelWrapper):
         episode_trigger: ``episode_id -> bool`` choosing episodes to record (ids start at 0);
             default :func:`capped_cubic_schedule`.
         name_prefix: file name prefix.
-        fps: frames per second of the video; default the env's ``metadata["render_fps"]`` (10).
+        fps: frames per second of the video; default the env's ``metadata["render_fps"]`` (10),
+            or that divided by the 28 frames of a chunk when the env keeps only each chunk's
+            last frame (``chunk_frames="last"``), so that the video plays in real time.
         crf: H.264 constant rate factor (lower is better quality, 18 is visually lossless).
 
     Example:
@@ -61,7 +67,7 @@ class RecordVideo(BaseParallelWrapper):
         video_folder: str | os.PathLike[str],
         episode_trigger: Callable[[int], bool] | None = None,
         name_prefix: str = "shareverse",
-        fps: int | None = None,
+        fps: float | None = None,
         crf: int = 18,
     ) -> None:
         super().__init__(env)
@@ -76,7 +82,14 @@ class RecordVideo(BaseParallelWrapper):
         self.video_folder.mkdir(parents=True, exist_ok=True)
         self.episode_trigger = episode_trigger or capped_cubic_schedule
         self.name_prefix = name_prefix
-        self.fps = int(fps or env.metadata.get("render_fps", 10))
+        if fps is not None and not fps > 0:
+            raise ValueError(f"fps must be > 0; got {fps!r}")
+        render_fps = float(env.metadata.get("render_fps", 10))
+        config = getattr(env.unwrapped, "config", None)
+        one_per_chunk = getattr(config, "chunk_frames", "all") == "last"
+        self.fps = float(
+            fps or (render_fps / NEW_FRAMES_PER_CHUNK if one_per_chunk else render_fps)
+        )
         self.crf = crf
         self.episode_id = -1
         self.recorded: list[Path] = []

@@ -44,6 +44,20 @@ def test_writes_every_frame_at_exact_size(tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_one_frame_per_chunk_plays_in_real_time(tmp_path):
+    env = make(tmp_path, chunk_frames="last")
+    assert env.fps == pytest.approx(10 / NEW_FRAMES_PER_CHUNK)
+    env.reset(seed=0)
+    while env.agents:
+        env.step({a: DRIVE for a in env.agents})
+    frames, fps = read_video(tmp_path / "test-episode-0.mp4")
+    assert len(frames) == 1 + 2  # the first frame, then one per chunk
+    assert fps == pytest.approx(10 / NEW_FRAMES_PER_CHUNK, rel=0.02)
+    assert RecordVideo(env.env, tmp_path, fps=5).fps == 5.0  # an explicit fps wins
+    with pytest.raises(ValueError, match="fps must be > 0"):
+        RecordVideo(env.env, tmp_path, fps=-1)
+
+
 def test_close_finishes_recording(tmp_path):
     env = make(tmp_path, minimap=False)
     env.reset(seed=1)
