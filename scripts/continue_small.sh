@@ -9,7 +9,8 @@
 #
 # Knobs (environment): INIT (models/weights/small: a pipeline folder), SEED (2: the training
 # set's seed; the shipped model saw seed 0), SEQUENCES (448), TOWNS (48), WORKERS (cores - 2),
-# DECODER_MIN (1; 0 skips), DECODER_BATCH (16), STAGE2_MIN (5), BATCH (32), LR (1e-4),
+# DECODER_MIN (1; 0 skips), DECODER_BATCH (16), DECODER_GRADIENT (0: the decoder's
+# --vae-gradient-weight), STAGE2_MIN (5), BATCH (32), LR (1e-4),
 # MP (bf16 on cuda, else no), DEADLINE_S (0: none; stage 2 is cut so that the whole script ends
 # within this many seconds), EVAL_SEQUENCES (8: the `data/eval` recipe, 4 validation sequences
 # of 2 held-out towns; 0 skips the evaluation), EVAL_VARIANTS ("trained repeat"),
@@ -31,6 +32,7 @@ TOWNS=${TOWNS:-48}
 WORKERS=${WORKERS:-$((CORES > 3 ? CORES - 2 : 1))}
 DECODER_MIN=${DECODER_MIN:-1}
 DECODER_BATCH=${DECODER_BATCH:-16}
+DECODER_GRADIENT=${DECODER_GRADIENT:-0}
 STAGE2_MIN=${STAGE2_MIN:-5}
 BATCH=${BATCH:-32}
 LR=${LR:-1e-4}
@@ -61,7 +63,7 @@ if [[ $DECODER_MIN != 0 ]]; then
   echo "== decoder: $DECODER_MIN min, batch $DECODER_BATCH clips ($(date +%T), ${SECONDS}s)"
   $PY -m shareverse_env.models.training.cli --data "$DATA/main" --stage decoder \
     --max-minutes "$DECODER_MIN" --batch-size "$DECODER_BATCH" --lr 1e-4 --warmup-steps 50 \
-    --ema-decay 0.998 "${common[@]}"
+    --ema-decay 0.998 --vae-gradient-weight "$DECODER_GRADIENT" "${common[@]}"
 fi
 
 # Export and evaluation take about a minute on a GPU machine's CPU cores; keep that in reserve.

@@ -1,5 +1,5 @@
 """The trained small model shipped in the package: present, small, the env's default, and
-measurably better than an untrained model and no worse than the trivial baseline's floor."""
+measurably better than an untrained model and than the trivial baseline."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from shareverse_env.generative_backend import ShareVerseBackend
 
 DRIVE = np.array([8.0, 0.0, 0.0], dtype=np.float32)
 
-# Measured on seeds 0 and 1 (first chunk, 2 agents, 8 m straight ahead, 4 sampler steps): shipped
-# model 19.90 dB mean PSNR against the renderer (19.64 at the former 8 steps), the
-# repeat-the-first-frame baseline 19.51 dB, the untrained small model 11.00 dB. The floors below
-# keep a margin under those numbers.
+# Measured on seeds 0 and 1 (first chunk, 2 agents, 8 m straight ahead, the default 1 sampler
+# step): shipped model 20.51 dB mean PSNR against the renderer (19.90 at the former 4 steps),
+# the repeat-the-first-frame baseline 19.51 dB, the untrained small model 12.03 dB. The model
+# must beat the baseline by REPEAT_MARGIN_DB (measured: +1.00) and the untrained model by
+# UNTRAINED_MARGIN_DB (measured: +8.5).
 REPEAT_MARGIN_DB = 0.3
 UNTRAINED_MARGIN_DB = 4.0
 
@@ -67,4 +68,4 @@ def test_shipped_model_beats_the_floors() -> None:
     model_db, repeat_db, untrained_db = np.mean(model), np.mean(repeat), np.mean(untrained)
     summary = f"model {model_db:.2f} dB, repeat {repeat_db:.2f} dB, untrained {untrained_db:.2f} dB"
     assert model_db > untrained_db + UNTRAINED_MARGIN_DB, summary
-    assert model_db > repeat_db - REPEAT_MARGIN_DB, summary
+    assert model_db > repeat_db + REPEAT_MARGIN_DB, summary
