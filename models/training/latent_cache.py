@@ -120,7 +120,7 @@ def sequence_hash(root: str | os.PathLike, split: str, seq_id: str) -> str:
 
     The frames count too: a sequence re-rendered from the same seeds and poses by a changed
     renderer (or converted again from another simulator) must not reuse stale latents. Hashing
-    runs at about 0.5 GB/s on a loaded 2-core CPU, a few seconds for a 6 GB dataset.
+    runs at about 0.5 GB/s on a loaded 2-core CPU: about 12 s for a 6 GB dataset.
     """
     folder = sequence_dir(root, split, seq_id)
     digest = hashlib.sha256()
