@@ -225,6 +225,26 @@ class ShareVersePipeline:
         video = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return video.permute(0, 2, 3, 4, 1).cpu().numpy()
 
+    def packed_raymaps(
+        self, poses: np.ndarray, memory_poses: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`chunk_raymaps` as float32 CPU tensors: a training loader's threads build them
+        ahead of the step, and the step moves them to the device."""
+        rays, center = raymaps(poses, self.rig, self.view_hw, downsample=SPATIAL_FACTOR)
+        packed = torch.from_numpy(pack_raymaps(rays)).permute(0, 1, 4, 2, 3)
+        if memory_poses is None:
+            return packed, None
+        agents, count = memory_poses.shape[:2]
+        mem_rays, _ = raymaps(
+            memory_poses.reshape(agents * count, 1, 3),
+            self.rig,
+            self.view_hw,
+            downsample=SPATIAL_FACTOR,
+            center=center,
+        )
+        mem = torch.from_numpy(pack_raymaps(mem_rays)).permute(0, 1, 4, 2, 3)
+        return packed, mem.reshape(agents, count, *mem.shape[2:])
+
     def chunk_raymaps(
         self, poses: np.ndarray, memory_poses: np.ndarray | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -232,20 +252,7 @@ class ShareVersePipeline:
 
         Both share the chunk's mean-normalised origin, so memory and all agents live in one frame.
         """
-        rays, center = raymaps(poses, self.rig, self.view_hw, downsample=SPATIAL_FACTOR)
-        packed = torch.from_numpy(pack_raymaps(rays)).permute(0, 1, 4, 2, 3)
-        memory_packed = None
-        if memory_poses is not None:
-            agents, count = memory_poses.shape[:2]
-            mem_rays, _ = raymaps(
-                memory_poses.reshape(agents * count, 1, 3),
-                self.rig,
-                self.view_hw,
-                downsample=SPATIAL_FACTOR,
-                center=center,
-            )
-            mem = torch.from_numpy(pack_raymaps(mem_rays)).permute(0, 1, 4, 2, 3)
-            memory_packed = mem.reshape(agents, count, *mem.shape[2:])
+        packed, memory_packed = self.packed_raymaps(poses, memory_poses)
         device, dtype = self.device, self.dtype
         return packed.to(device, dtype), (
             None if memory_packed is None else memory_packed.to(device, dtype)

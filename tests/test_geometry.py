@@ -157,6 +157,17 @@ def test_raymaps_rotated_per_view_and_mean_normalised():
     np.testing.assert_allclose(rays2, rays[:, :1], atol=1e-6)
 
 
+def test_raymap_cells_are_the_camera_rays_rotated_into_the_world():
+    rig = CameraRig()
+    poses = np.random.default_rng(3).normal(size=(2, 3, 3)) * [5.0, 5.0, 2.0]
+    rays, _ = raymaps(poses, rig, (64, 96))
+    views = untile_views(rays)  # (2, 3, 4, 8, 12, 6)
+    rot = rig.camera_to_world(poses)[..., :3, :3]  # (2, 3, 4, 3, 3)
+    cells = camera_ray_directions(rig, (64, 96), 8)  # (8, 12, 3)
+    for a, f, v, y, x in [(0, 0, 0, 0, 0), (1, 2, 3, 7, 11), (0, 1, 2, 4, 5), (1, 0, 1, 2, 9)]:
+        np.testing.assert_allclose(views[a, f, v, y, x, :3], rot[a, f, v] @ cells[y, x], atol=1e-6)
+
+
 def test_raymaps_reject_non_finite():
     with pytest.raises(ValueError, match="finite"):
         raymaps(np.full((1, 1, 3), np.nan), CameraRig(), (64, 96))

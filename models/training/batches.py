@@ -45,6 +45,10 @@ class ChunkExample:
     start: int
     latents: torch.Tensor | None = None  # (A, C, 8, h, w) unscaled, as encode_video returns
     memory_latents: torch.Tensor | None = None  # (A, 4, C, h, w) unscaled
+    # Packed raymaps, float32 on the CPU, when the loader built them (Trainer does, off the
+    # step's thread); otherwise the step computes them from the poses.
+    raymaps: torch.Tensor | None = None  # (A, 8, 24, h, w)
+    memory_raymaps: torch.Tensor | None = None  # (A, 4, 24, h, w)
 
 
 def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:

@@ -57,7 +57,11 @@ def encode_chunks(
         image_latents = image_latents * keep.to(device, dtype)[:, None, None, None, None, None]
     rays, memory, memory_rays = [], [], []
     for e in examples:
-        r, mr = pipe.chunk_raymaps(e.poses, e.memory_poses)
+        if e.raymaps is not None:
+            r = e.raymaps.to(device, dtype)
+            mr = None if e.memory_raymaps is None else e.memory_raymaps.to(device, dtype)
+        else:
+            r, mr = pipe.chunk_raymaps(e.poses, e.memory_poses)
         rays.append(r)
         if e.memory_latents is not None:
             memory.append(e.memory_latents.to(device, dtype) * scale)  # (A, 4, C, h, w)

@@ -274,6 +274,8 @@ class Trainer:
             draw(self.data, rng, with_memory, cfg.min_history, cfg.memory_source, self.start_stride)
             for _ in range(cfg.batch_size)
         ]
+        for e in examples:  # here, so that the prefetch thread does it during the last step
+            e.raymaps, e.memory_raymaps = self.pipe.packed_raymaps(e.poses, e.memory_poses)
         return seed, examples
 
     def _batch(self, step: int) -> tuple[int, Any]:

@@ -112,6 +112,20 @@ def test_no_prefetch_thread_outlives_run(tmp_path: Path) -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("batches")]
 
 
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_loader_builds_the_raymaps_the_step_would(tmp_path: Path, stage: str) -> None:
+    trainer = make_trainer(tmp_path / "run", stage, 1, batch_size=2)
+    _, examples = trainer._draw(0)
+    for e in examples:
+        rays, memory_rays = trainer.pipe.chunk_raymaps(e.poses, e.memory_poses)
+        assert e.raymaps.device.type == "cpu" and e.raymaps.dtype == torch.float32
+        torch.testing.assert_close(e.raymaps, rays, rtol=0, atol=0)
+        if stage == "stage1":
+            assert e.memory_raymaps is None
+        else:
+            torch.testing.assert_close(e.memory_raymaps, memory_rays, rtol=0, atol=0)
+
+
 def test_run_pipeline_holds_the_ema_weights(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path / "run", "stage1", 3)
     trainer.run()
