@@ -229,10 +229,10 @@ def gradient_energy(images: np.ndarray) -> np.ndarray:
         (0.0, 50.0)
     """
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim < 3 or images.shape[-1] != 3:
-        raise ValueError(
-            f"images must be uint8 with shape (..., H, W, 3); got {images.dtype} {images.shape}"
-        )
+    if images.dtype != np.uint8:  # TypeError, as the other metrics raise for a wrong dtype
+        raise TypeError(f"images must be uint8 images (..., H, W, 3); got dtype {images.dtype}")
+    if images.ndim < 3 or images.shape[-1] != 3:
+        raise ValueError(f"images must have shape (..., H, W, 3); got {images.shape}")
     luma = images.astype(np.float64) @ LUMA_WEIGHTS
     dy = np.diff(luma, axis=-2) ** 2
     dx = np.diff(luma, axis=-1) ** 2

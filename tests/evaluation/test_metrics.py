@@ -197,8 +197,10 @@ def test_detail_ratio_bad_input() -> None:
         detail_ratio_tiled(np.zeros((9, 8, 3), np.uint8), np.zeros((9, 8, 3), np.uint8))
     with pytest.raises(TypeError, match="uint8"):
         detail_ratio_tiled(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)))
-    with pytest.raises(ValueError, match=r"uint8 with shape \(\.\.\., H, W, 3\)"):
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., H, W, 3\); got \(8, 8\)"):
         gradient_energy(np.zeros((8, 8), np.uint8))
+    with pytest.raises(TypeError, match="uint8 images"):
+        gradient_energy(np.zeros((8, 8, 3), np.float32))
 
 
 def test_doctests() -> None:
