@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=list(DEFAULT_VARIANTS),
         choices=list(VARIANTS),
-        help="variants to run (default all)",
+        help="variants to run (default: all but the teacher_forced diagnostic)",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (and untrained weights)")
     parser.add_argument("--sample-sequence", type=int, default=0, help="sequence of samples.png")

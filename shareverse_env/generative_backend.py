@@ -131,6 +131,31 @@ class ShareVerseBackend(Backend):
     def generate(self, poses: np.ndarray, active: np.ndarray) -> np.ndarray:
         return self.generate_many([self], [poses], [active])[0]
 
+    @property
+    def conditioning_frames(self) -> np.ndarray:
+        """A copy of every agent's conditioning frame for the next chunk, uint8
+        ``(A, 2H, 2W, 3)``: the last frame generated (or given at reset)."""
+        if self._last_frames is None:
+            raise RuntimeError("ShareVerseBackend.reset() must be called first")
+        return self._last_frames.copy()
+
+    def condition_on(self, frames: np.ndarray) -> None:
+        """Make ``frames`` (uint8 ``(A, 2H, 2W, 3)``) the agents' conditioning frames for the next
+        chunk in place of their own last frames; the memory archive is left as it is.
+
+        The quality evaluation's ``teacher_forced`` variant passes the true frames here at
+        every chunk, which separates the model's one-chunk error from the error that compounds
+        through its own outputs. On bad input nothing changes.
+        """
+        expected = self.conditioning_frames.shape  # raises before reset
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.shape != expected:
+            raise ValueError(
+                f"conditioning frames must be uint8 {expected} (one tiled frame per agent); "
+                f"got {frames.dtype} {frames.shape}"
+            )
+        self._last_frames = frames.copy()
+
     @classmethod
     def generate_many(
         cls,

@@ -87,6 +87,34 @@ def test_given_images_condition_generation():
     assert not np.array_equal(runs[0], runs[1])
 
 
+def test_condition_on_replaces_the_conditioning_frames_and_nothing_else():
+    backend = ShareVerseBackend(model="tiny", memory_source="none")
+    with pytest.raises(RuntimeError, match="reset"):
+        backend.condition_on(np.zeros((1, *FRAME), np.uint8))
+    rng = np.random.default_rng(0)
+    start = np.zeros((1, 3))
+    plan = plan_chunk(start, DRIVE[None].astype(np.float64))
+    given = rng.integers(0, 256, (1, *FRAME), dtype=np.uint8)
+    outputs = []
+    for condition in (False, True):
+        backend.reset(None, "clear_noon", start, {"images": given, "noise_seed": 0})
+        archived = len(backend.memory)
+        if condition:
+            other = 255 - given
+            backend.condition_on(other)
+            other[:] = 0  # the backend keeps its own copy
+            assert np.array_equal(backend.conditioning_frames, 255 - given)
+            assert len(backend.memory) == archived  # the archive is untouched
+        outputs.append(backend.generate(plan, np.array([True])))
+        assert np.array_equal(backend.conditioning_frames, outputs[-1][:, -1])
+    assert not np.array_equal(outputs[0], outputs[1])
+    before = backend.conditioning_frames
+    for bad in (given.astype(np.float32), np.zeros((2, *FRAME), np.uint8), given[:, :10]):
+        with pytest.raises(ValueError, match=r"conditioning frames must be uint8 \(1, 64, 96, 3\)"):
+            backend.condition_on(bad)
+    assert np.array_equal(backend.conditioning_frames, before)
+
+
 def test_view_hw_mismatch_rejected():
     with pytest.raises(ValueError, match="view_hw"):
         make(view_hw=(64, 96))

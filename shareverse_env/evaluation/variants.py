@@ -7,7 +7,12 @@ ShareVerseBackend`, chunk by chunk, each conditioned on its own last frame:
 - ``no_memory``: the same weights, generated without memory (``memory_source="none"``);
 - ``no_cross_agent``: a copy of the trained pipeline whose cross-agent output projections are
   zero, so every cross-agent block is the identity (exactly its state at initialisation);
-- ``untrained``: a randomly initialised pipeline with the trained one's configuration.
+- ``untrained``: a randomly initialised pipeline with the trained one's configuration;
+- ``teacher_forced`` (a diagnostic, only when asked for): the trained pipeline conditioned at
+  every chunk on the *true* frame at the chunk's start instead of its own last frame (memory is
+  still archived from its own frames). Against ``trained`` it measures how much of the drift
+  over chunks the model's own outputs cause; against ``repeat_oracle``, which gets the same true
+  frame, what the model adds to it.
 
 Trivial baselines generate nothing:
 
@@ -50,6 +55,8 @@ class Variant:
         name: the variant's name in results and tables.
         description: one line for the report.
         memory_source: the backend's ``memory_source`` (model variants only).
+        teacher_forced: condition every chunk on the true frame at its start (model variants).
+        default: part of the runner's default set (diagnostics are not).
         baseline: ``None`` for a model variant, else ``"repeat"``, ``"repeat_oracle"`` or
             ``"autoencoder"``.
     """
@@ -58,6 +65,8 @@ class Variant:
     description: str
     memory_source: str = "all"
     baseline: str | None = None
+    teacher_forced: bool = False
+    default: bool = True
 
     @property
     def is_model(self) -> bool:
@@ -77,6 +86,12 @@ VARIANTS: dict[str, Variant] = {
         Variant("no_memory", "trained model, no memory retrieval", memory_source="none"),
         Variant("no_cross_agent", "trained model, cross-agent projections zeroed"),
         Variant("untrained", "random weights, same configuration"),
+        Variant(
+            "teacher_forced",
+            "trained model conditioned on the TRUE frame at each chunk start",
+            teacher_forced=True,
+            default=False,
+        ),
         Variant("repeat", "repeat the episode's conditioning frame", baseline="repeat"),
         Variant(
             "repeat_oracle", "repeat the TRUE frame at each chunk start", baseline="repeat_oracle"
@@ -148,7 +163,7 @@ def build_pipelines(
 ) -> dict[str, ShareVersePipeline]:
     """The pipeline each model variant in ``names`` runs (baselines get none).
 
-    ``trained``, ``no_memory`` and ``autoencoder`` share one object; ``no_cross_agent`` and
+    ``trained``, ``no_memory``, ``teacher_forced`` and ``autoencoder`` share one object; ``no_cross_agent`` and
     ``untrained`` are built only when asked for.
     """
     unknown = [n for n in names if n not in VARIANTS]
@@ -160,7 +175,7 @@ def build_pipelines(
     trained = load_model(model, seed=seed)
     out: dict[str, ShareVersePipeline] = {}
     for name in wanted:
-        if name in ("trained", "no_memory", "autoencoder"):
+        if name in ("trained", "no_memory", "teacher_forced", "autoencoder"):
             out[name] = trained
         elif name == "no_cross_agent":
             out[name] = zero_cross_agent(trained)

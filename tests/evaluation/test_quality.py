@@ -171,6 +171,37 @@ def test_every_model_variant_gets_the_same_noise(tiny_dataset, pipe, monkeypatch
         assert torch.equal(seen[name][0], seen["trained"][0])
 
 
+def test_teacher_forced_variant_conditions_on_the_true_frames(
+    tiny_dataset, pipe, stored, monkeypatch
+) -> None:
+    conditioning: dict[str, list[np.ndarray]] = {}
+
+    def fake_generate(self, poses, active):
+        key = "teacher_forced" if self.teacher_forced_run else "trained"
+        conditioning.setdefault(key, []).append(self.conditioning_frames)
+        return np.zeros((len(poses), 28, *self.frame_shape), np.uint8)
+
+    real_condition_on = ShareVerseBackend.condition_on
+
+    def spy_condition_on(self, frames):
+        self.teacher_forced_run = True
+        real_condition_on(self, frames)
+
+    monkeypatch.setattr(ShareVerseBackend, "teacher_forced_run", False, raising=False)
+    monkeypatch.setattr(ShareVerseBackend, "generate", fake_generate)
+    monkeypatch.setattr(ShareVerseBackend, "condition_on", spy_condition_on)
+    names = ["trained", "teacher_forced"]
+    evaluate_quality(tiny_dataset[0], "val", model=pipe, variants=names, progress=False)
+    for k in range(2):
+        assert np.array_equal(conditioning["teacher_forced"][k], stored.frames[:, 28 * k])
+    # Without teacher forcing nothing replaces the backend's own frame (the stub generates
+    # nothing, so it stays the first one).
+    assert all(np.array_equal(c, stored.frames[:, 0]) for c in conditioning["trained"])
+    assert not np.array_equal(stored.frames[:, 0], stored.frames[:, 28])
+    assert "teacher_forced" not in quality.DEFAULT_VARIANTS
+    assert build_pipelines(pipe, names)["teacher_forced"] is pipe
+
+
 def test_sampler_steps_reach_the_backend(tiny_dataset, pipe, monkeypatch) -> None:
     steps_seen = []
 
