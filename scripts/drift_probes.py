@@ -73,16 +73,24 @@ def parse_probe(text: str) -> tuple[str, float, float]:
 
 
 def run_probe(
-    pipe, data: SequenceDataset, chunks: int, source: str, noise: float, blur: float
+    pipe,
+    data: SequenceDataset,
+    chunks: int,
+    source: str,
+    noise: float,
+    blur: float,
+    seed: int = 0,
 ) -> np.ndarray:
-    """PSNR ``(sequences, agents, chunks)`` of one probe."""
+    """PSNR ``(sequences, agents, chunks)`` of one probe; sequence ``i`` samples with noise seed
+    ``seed + i``, as in the quality runner, so ``own`` reproduces its ``trained`` variant."""
     new = NEW_FRAMES_PER_CHUNK
     scores = []
     for index in tqdm(range(len(data)), desc=f"{source} noise={noise} blur={blur}", leave=False):
         seq = data[index]
-        backend = ShareVerseBackend(model=pipe, seed=0)
+        backend = ShareVerseBackend(model=pipe, seed=seed + index)
         weather = seq.meta.get("weather", "clear_noon")
-        backend.reset(None, weather, seq.poses[:, 0], {"images": seq.frames[:, 0], "noise_seed": 0})
+        options = {"images": seq.frames[:, 0], "noise_seed": seed + index}
+        backend.reset(None, weather, seq.poses[:, 0], options)
         rng = np.random.default_rng(index)
         active = np.ones(seq.num_agents, dtype=bool)
         per_chunk = []
@@ -106,6 +114,7 @@ def main() -> None:
     parser.add_argument("--probes", nargs="+", type=parse_probe, default=[parse_probe("own")])
     parser.add_argument("--sequences", type=int, default=None, help="first N sequences (all)")
     parser.add_argument("--chunks", type=int, default=None, help="chunks per sequence (all)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed of sequence 0")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     if args.threads:
@@ -118,7 +127,7 @@ def main() -> None:
     rows = []
     for source, noise, blur in args.probes:
         start = time.perf_counter()
-        scores = run_probe(pipe, data, chunks, source, noise, blur)
+        scores = run_probe(pipe, data, chunks, source, noise, blur, args.seed)
         label = (
             f"{source}" + (f", noise {noise}" if noise else "") + (f", blur {blur}" if blur else "")
         )
