@@ -106,7 +106,7 @@ def run_probe(
     return np.stack(scores)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/eval_long")
     parser.add_argument("--split", default="val")
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=None, help="chunks per sequence (all)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed of sequence 0")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = SequenceDataset(args.data, args.split, frames_only=True)
