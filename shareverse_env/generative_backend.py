@@ -147,7 +147,9 @@ class ShareVerseBackend(Backend):
         every chunk, which separates the model's one-chunk error from the error that compounds
         through its own outputs. On bad input nothing changes.
         """
-        expected = self.conditioning_frames.shape  # raises before reset
+        if self._last_frames is None:
+            raise RuntimeError("ShareVerseBackend.reset() must be called first")
+        expected = self._last_frames.shape
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.shape != expected:
             raise ValueError(

@@ -63,7 +63,7 @@ PSNR_CAP_DB = 60.0
 generated frame (an RMS error of 0.26 grey levels)."""
 
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.default)
-"""All variants, in report order."""
+"""Every variant but the opt-in diagnostics (``teacher_forced``), in report order."""
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail")
 """The scores of every :class:`ChunkScore`."""

@@ -163,8 +163,8 @@ def build_pipelines(
 ) -> dict[str, ShareVersePipeline]:
     """The pipeline each model variant in ``names`` runs (baselines get none).
 
-    ``trained``, ``no_memory``, ``teacher_forced`` and ``autoencoder`` share one object; ``no_cross_agent`` and
-    ``untrained`` are built only when asked for.
+    ``trained``, ``no_memory``, ``teacher_forced`` and ``autoencoder`` share one object;
+    ``no_cross_agent`` and ``untrained`` are built only when asked for.
     """
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
