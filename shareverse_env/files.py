@@ -47,3 +47,46 @@ def atomic_file(target: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class FolderBusyError(RuntimeError):
+    """Another process is writing the folder (it holds the folder's ``.lock``)."""
+
+
+@contextlib.contextmanager
+def exclusive_writer(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder/.lock`` (an advisory ``flock``) while one process writes ``folder``.
+
+    A second writer fails at once with :class:`FolderBusyError` naming the folder, instead of racing the first
+    (deleting its temporary files, writing the same outputs twice). The lock dies with the
+    process, so a killed writer never leaves the folder locked. Without ``fcntl`` (not POSIX)
+    nothing is locked.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with exclusive_writer(folder, "cache"):
+        ...     with exclusive_writer(folder, "cache"):
+        ...         pass
+        Traceback (most recent call last):
+        shareverse_env.files.FolderBusyError: cache ... is being written by another process ...
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusyError(
+                f"{what} {folder} is being written by another process (it holds "
+                f"{folder / '.lock'}); wait for it to finish or write to another folder"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -121,6 +121,8 @@ def parse_encode_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def encode_main(argv: list[str] | None = None) -> None:
     """``shareverse-train encode``: build or complete a latent cache."""
+    from shareverse_env.files import FolderBusyError
+
     from ..loading import load_model
     from .latent_cache import build_latent_cache
 
@@ -140,7 +142,7 @@ def encode_main(argv: list[str] | None = None) -> None:
             batch_size=args.batch_size,
             progress=not args.no_progress,
         )
-    except ValueError as err:
+    except (ValueError, FolderBusyError) as err:
         raise SystemExit(str(err)) from err
     print(
         f"latent cache {args.out}: encoded {len(report.encoded)} sequences, "

@@ -60,7 +60,7 @@ from shareverse_env.data.format import (
     write_json_atomic,
 )
 from shareverse_env.data.reader import SequenceDataset
-from shareverse_env.files import atomic_file
+from shareverse_env.files import atomic_file, exclusive_writer
 from shareverse_env.geometry import CHUNK_FRAMES
 
 from ..vae import ENCODER_SIDE, encode_images, encode_video
@@ -278,53 +278,55 @@ def build_latent_cache(
     if len(data) == 0:
         raise ValueError(f"no complete sequences in {Path(data_root) / split}")
     manifest = _manifest(pipe, data, start_stride, dtype)
-    if (out / MANIFEST).is_file():
-        saved = _read_manifest(out)
-        _check_vae(out, saved["vae"], manifest["vae"])
-        _check_dataset(out, saved["dataset"], manifest["dataset"])
-        for key in ("start_stride", "dtype", "frame_hw"):
-            if saved.get(key) != manifest[key]:
+    # One builder per folder: a second one would delete the first one's temporary files.
+    with exclusive_writer(out, "latent cache"):
+        if (out / MANIFEST).is_file():
+            saved = _read_manifest(out)
+            _check_vae(out, saved["vae"], manifest["vae"])
+            _check_dataset(out, saved["dataset"], manifest["dataset"])
+            for key in ("start_stride", "dtype", "frame_hw"):
+                if saved.get(key) != manifest[key]:
+                    raise ValueError(
+                        f"latent cache {out} holds {key} = {saved.get(key)}, this build asks for "
+                        f"{manifest[key]}; use another folder"
+                    )
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(out / MANIFEST, manifest)
+        for stale in out.glob(".*.tmp"):  # files of an interrupted write
+            stale.unlink(missing_ok=True)
+        frame_hw = tuple(pipe.frame_shape[:2])
+        report = BuildReport(out)
+        vae = pipe.vae.eval()
+        for index in tqdm(range(len(data)), desc="encode", disable=not progress):
+            seq_id = data.ids[index]
+            path = out / f"{seq_id}.safetensors"
+            source = sequence_hash(data.root, split, seq_id)
+            meta = _file_metadata(path)
+            if meta is not None and meta.get("source_sha256") == source:
+                report.skipped.append(seq_id)
+                continue
+            frames = data[index].frames
+            if tuple(frames.shape[2:4]) != frame_hw:
                 raise ValueError(
-                    f"latent cache {out} holds {key} = {saved.get(key)}, this build asks for "
-                    f"{manifest[key]}; use another folder"
+                    f"sequence {seq_id} has {frames.shape[2]}x{frames.shape[3]} frames; the model "
+                    f"encodes {frame_hw[0]}x{frame_hw[1]}"
                 )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / MANIFEST, manifest)
-    for stale in out.glob(".*.tmp"):  # files of an interrupted write
-        stale.unlink(missing_ok=True)
-    frame_hw = tuple(pipe.frame_shape[:2])
-    report = BuildReport(out)
-    vae = pipe.vae.eval()
-    for index in tqdm(range(len(data)), desc="encode", disable=not progress):
-        seq_id = data.ids[index]
-        path = out / f"{seq_id}.safetensors"
-        source = sequence_hash(data.root, split, seq_id)
-        meta = _file_metadata(path)
-        if meta is not None and meta.get("source_sha256") == source:
-            report.skipped.append(seq_id)
-            continue
-        frames = data[index].frames
-        if tuple(frames.shape[2:4]) != frame_hw:
-            raise ValueError(
-                f"sequence {seq_id} has {frames.shape[2]}x{frames.shape[3]} frames; the model "
-                f"encodes {frame_hw[0]}x{frame_hw[1]}"
-            )
-        chunks, images = encode_sequence(vae, frames, start_stride, batch_size)
-        tensors = {
-            "chunks": chunks.to(DTYPES[dtype]).contiguous(),
-            "images": images.to(DTYPES[dtype]).contiguous(),
-        }
-        metadata = {
-            "sequence": seq_id,
-            "source_sha256": source,
-            "num_frames": str(frames.shape[1]),
-            "num_agents": str(frames.shape[0]),
-            "start_stride": str(start_stride),
-        }
-        with atomic_file(path) as tmp:
-            save_file(tensors, tmp, metadata=metadata)
-        report.encoded.append(seq_id)
+            chunks, images = encode_sequence(vae, frames, start_stride, batch_size)
+            tensors = {
+                "chunks": chunks.to(DTYPES[dtype]).contiguous(),
+                "images": images.to(DTYPES[dtype]).contiguous(),
+            }
+            metadata = {
+                "sequence": seq_id,
+                "source_sha256": source,
+                "num_frames": str(frames.shape[1]),
+                "num_agents": str(frames.shape[0]),
+                "start_stride": str(start_stride),
+            }
+            with atomic_file(path) as tmp:
+                save_file(tensors, tmp, metadata=metadata)
+            report.encoded.append(seq_id)
     report.seconds = time.perf_counter() - started
     return report
 

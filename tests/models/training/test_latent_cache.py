@@ -28,6 +28,7 @@ from shareverse_env.data.format import (
     write_dataset_info,
     write_sequence,
 )
+from shareverse_env.files import exclusive_writer
 
 FRAMES = 41  # chunk starts 0, 4, 8, 12 on the default grid; stage 2 (history ≥ 8) uses 8, 12
 
@@ -203,6 +204,22 @@ def test_an_interrupted_build_encodes_only_what_is_missing(built, tmp_path: Path
         assert torch.equal(again[key], reference[key]), key
     assert again["chunks"].shape == (2, 4, 4, 8, 8, 12)  # (A, starts, C, latent frames, h, w)
     assert again["images"].shape == (2, FRAMES, 4, 8, 12)
+
+
+def test_a_concurrent_build_is_refused_and_changes_nothing(built, tmp_path: Path) -> None:
+    data, folder = built
+    copy = tmp_path / "cache"
+    shutil.copytree(folder, copy)
+    (copy / "000001.safetensors").unlink()
+    writing = copy / ".000001.safetensors.a1b2.tmp"  # the other builder's file in progress
+    writing.write_bytes(b"half")
+    with exclusive_writer(copy, "latent cache"):  # the other builder
+        with pytest.raises(RuntimeError, match="is being written by another process"):
+            build_latent_cache(data, tiny(), copy, progress=False)
+        argv = ["encode", "--data", str(data), "--init", "tiny", "--out", str(copy)]
+        with pytest.raises(SystemExit, match="is being written by another process"):
+            train_main(argv)  # the CLI says so in one line
+    assert writing.exists() and not (copy / "000001.safetensors").exists()
 
 
 def test_cli_encode_then_train_from_the_cache(built, tmp_path: Path) -> None:
