@@ -26,26 +26,11 @@ from shareverse_env.models.loading import load_model
 from tqdm import tqdm
 
 from shareverse_env.data import SequenceDataset
+from shareverse_env.evaluation.floors import gaussian_blur
 from shareverse_env.evaluation.metrics import psnr
 from shareverse_env.evaluation.quality import PSNR_CAP_DB
 from shareverse_env.generative_backend import ShareVerseBackend
 from shareverse_env.geometry import CHUNK_FRAMES, NEW_FRAMES_PER_CHUNK
-
-
-def gaussian_blur(frames: np.ndarray, sigma: float) -> np.ndarray:
-    """uint8 ``(N, H, W, 3)`` blurred per channel with a separable Gaussian (edges replicated)."""
-    if sigma <= 0:
-        return frames
-    radius = int(3 * sigma) + 1
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel /= kernel.sum()
-    n, h, w, _ = frames.shape
-    x = torch.from_numpy(frames).float().permute(0, 3, 1, 2).reshape(n * 3, 1, h, w)
-    x = torch.nn.functional.pad(x, (radius,) * 4, mode="replicate")
-    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))
-    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))
-    return x.reshape(n, 3, h, w).permute(0, 2, 3, 1).round().clamp(0, 255).byte().numpy()
 
 
 def add_pixel_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Measure the generative model's quality against the exact renderer (see docs/quality.md).
 
-Runs every variant (trained, no_memory, no_cross_agent, untrained, repeat, repeat_oracle) on
-the sequences of a dataset split, chunk by chunk, and writes into ``--out``:
+Runs every variant (the model variants, the trivial floors and the references) on the
+sequences of a dataset split, chunk by chunk, with the action probes (each chunk generated
+again under other plans), and writes into ``--out``:
 
 - ``results.csv``: one row per sequence / agent / chunk / variant;
 - ``results.json``: the same rows, the run's settings and the summary;
@@ -27,8 +28,10 @@ from pathlib import Path
 
 import torch
 
+from shareverse_env.evaluation.action_probes import PROBES
 from shareverse_env.evaluation.quality import DEFAULT_VARIANTS, QualityResult, evaluate_quality
 from shareverse_env.evaluation.report import (
+    action_table,
     plot_drift,
     plot_samples,
     summary_markdown,
@@ -59,6 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=list(DEFAULT_VARIANTS),
         choices=list(VARIANTS),
         help="variants to run (default: all but the teacher_forced diagnostic)",
+    )
+    parser.add_argument(
+        "--probes",
+        nargs="*",
+        default=list(PROBES),
+        choices=list(PROBES),
+        help="action probes run for every chunk (default: all; none given: skip them)",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (and untrained weights)")
     parser.add_argument("--sample-sequence", type=int, default=0, help="sequence of samples.png")
@@ -96,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             sample_sequence=args.sample_sequence,
             progress=not args.no_progress,
             num_inference_steps=args.steps,
+            probes=args.probes,
         )
         result.config["seconds"] = round(time.perf_counter() - start, 1)
         command = "python " + shlex.join(["scripts/evaluate_quality.py", *sys.argv[1:]])
@@ -107,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_drift(result, out / "drift.png")
     plot_samples(result, out / "samples.png")
     print(summary_table(result))
+    if action_table(result):
+        print("\n" + action_table(result))
     seconds = result.config.get("seconds", 0)
     print(
         f"\nwrote {out}/: results.csv, results.json, samples.npz, summary.md, drift.png, "

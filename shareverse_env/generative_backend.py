@@ -25,7 +25,9 @@ Example (a random tiny model: the frames are noise, the mechanics are real):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -157,6 +159,43 @@ class ShareVerseBackend(Backend):
                 f"got {frames.dtype} {frames.shape}"
             )
         self._last_frames = frames.copy()
+
+    @contextmanager
+    def branch(self) -> Iterator[ShareVerseBackend]:
+        """Generate inside the ``with`` block, then return to the state before it.
+
+        The memory archive, the conditioning frames, the clock and the noise generator are
+        restored on exit, so a chunk generated in the block leaves no trace and the next chunk
+        after it draws the very same noise. The quality evaluation's action probes use it to
+        generate a chunk under a wrong plan from the same state as the true one.
+
+        Example:
+            >>> from shareverse_env.geometry import plan_chunk
+            >>> backend = ShareVerseBackend(model="tiny")
+            >>> start = np.zeros((1, 3))
+            >>> _ = backend.reset(None, "clear_noon", start, {"images": np.zeros((1, 64, 96, 3),
+            ...                   np.uint8), "noise_seed": 0})
+            >>> plan = plan_chunk(start, np.array([[8.0, 0.0, 0.0]]))
+            >>> with backend.branch():
+            ...     inside = backend.generate(plan, np.ones(1, bool))
+            >>> after = backend.generate(plan, np.ones(1, bool))
+            >>> bool((inside == after).all()), len(backend.memory)  # same state, same noise
+            (True, 29)
+        """
+        if self._last_frames is None:
+            raise RuntimeError("ShareVerseBackend.reset() must be called first")
+        saved = (
+            copy.deepcopy(self.memory),
+            self._last_frames.copy(),
+            self._time,
+            dict(self.last_timings),
+            self._generator.get_state(),
+        )
+        try:
+            yield self
+        finally:
+            self.memory, self._last_frames, self._time, self.last_timings, state = saved
+            self._generator.set_state(state)
 
     @classmethod
     def generate_many(

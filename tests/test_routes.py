@@ -33,7 +33,8 @@ EAST, NORTH, WEST, SOUTH = 1, 2, 3, 4
 
 
 def test_doctests():
-    assert doctest.testmod(routes_module).failed == 0
+    result = doctest.testmod(routes_module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------ Route
@@ -249,12 +250,20 @@ def test_routes_stay_on_the_road_of_a_hand_made_town():
         corners = car_footprints(poses)
         assert np.all(town.ground.surface_at(corners) == Surface.ROAD)
         # Right-hand traffic: every point is on the right of the nearest centreline.
-        assert _right_hand(town.roads, route)
+        _assert_right_hand(town.roads, route)
 
 
-def _right_hand(roads, route) -> bool:
-    """Each route point away from junctions lies 1.75 m right of the road it follows."""
-    for x, y, yaw in route.pose_at(np.arange(0.0, route.length, 2.0)):
+# Share of a route's points (every 2 m) that _assert_right_hand checks, the others being in
+# turns or junction squares: at least 79 % on every route of these tests today.
+MIN_RIGHT_HAND_CHECKED = 0.7
+
+
+def _assert_right_hand(roads, route) -> None:
+    """Each route point away from junctions lies 1.75 m right of the road it follows, and most
+    points are away from junctions (so that the check cannot pass by skipping them all)."""
+    samples = route.pose_at(np.arange(0.0, route.length, 2.0))
+    checked = 0
+    for x, y, yaw in samples:
         d = np.array([np.cos(yaw), np.sin(yaw)])
         if np.min(np.abs(d)) > 1e-6:
             continue  # inside a turn
@@ -269,17 +278,22 @@ def _right_hand(roads, route) -> bool:
             axis = int(np.argmax(hi - lo))
             if lo[axis] <= (x, y)[axis] <= hi[axis] and abs((x, y)[1 - axis] - pa[1 - axis]) < 3.0:
                 offset.append(np.array([x, y]) - np.where(np.arange(2) == axis, [x, y], pa))
-        if len(offset) != 1:
-            return False
+        assert len(offset) == 1, f"({x:.2f}, {y:.2f}) lies on {len(offset)} roads, not one"
         right = np.array([d[1], -d[0]])
-        if abs(float(offset[0] @ right) - roads.lane_width / 2) > 1e-6:
-            return False
-    return True
+        lateral = float(offset[0] @ right)
+        assert abs(lateral - roads.lane_width / 2) <= 1e-6, (
+            f"({x:.2f}, {y:.2f}) lies {lateral:.3f} m right of the centreline"
+        )
+        checked += 1
+    assert checked >= MIN_RIGHT_HAND_CHECKED * len(samples), (
+        f"only {checked} of {len(samples)} route points were away from turns and junctions"
+    )
 
 
 def test_routes_on_generated_towns():
     generator = pytest.importorskip("shareverse_env.world.generator")
     rng = np.random.default_rng(2)
+    checked = 0
     for seed in (0, 1):
         town = generator.generate_town(seed)
         for path in _random_paths(town.roads, rng, 15):
@@ -291,4 +305,8 @@ def test_routes_on_generated_towns():
             poses = route.pose_at(np.arange(0.0, route.length, 0.5))
             on_road = town.ground.surface_at(poses[:, :2]) == Surface.ROAD
             assert on_road.all(), f"town {seed}, path {path}: {np.mean(~on_road):.1%} off the road"
-            assert _right_hand(town.roads, route)
+            _assert_right_hand(town.roads, route)
+            checked += 1
+    # Today every one of the 30 paths gives a route; a few may fail to after generator changes,
+    # but a test that skips most of them checks nothing.
+    assert checked >= 25, f"only {checked} of 30 random paths gave a lane route"

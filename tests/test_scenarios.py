@@ -43,7 +43,8 @@ def generated_towns():
 
 
 def test_doctests():
-    assert doctest.testmod(scenarios_module).failed == 0
+    result = doctest.testmod(scenarios_module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------ invariants

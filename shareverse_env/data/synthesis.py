@@ -274,6 +274,30 @@ def _cached_renderer(
     )
 
 
+def sequence_renderer(
+    meta: dict[str, Any], view_hw: tuple[int, int] | None = None, rig: CameraRig | None = None
+) -> Renderer:
+    """The exact renderer of a synthesized sequence's town and weather, from its metadata.
+
+    It renders what :func:`synthesize_sequence` rendered: the same poses give the same frames.
+    ``view_hw`` defaults to the metadata's; a ``rig`` other than the default raises (the
+    synthesis renders with the default rig).
+
+    Raises:
+        KeyError: the metadata has no ``town_seed``/``town_blocks``/``weather`` (a sequence not
+            made by this synthesis).
+    """
+    if rig is not None and rig != CameraRig():
+        raise ValueError(f"sequences are rendered with the default CameraRig, not {rig}")
+    hw = tuple(int(v) for v in (view_hw if view_hw is not None else meta["view_hw"]))
+    missing = [k for k in ("town_seed", "town_blocks", "weather") if k not in meta]
+    if missing:
+        raise KeyError(f"sequence metadata lacks {missing}")
+    return _cached_renderer(
+        int(meta["town_seed"]), tuple(int(b) for b in meta["town_blocks"]), meta["weather"], hw
+    )
+
+
 def _check_args(num_agents: int, num_frames: int, view_hw: tuple[int, int], weather, scenario):
     if num_agents < 1:
         raise ValueError(f"num_agents must be ≥ 1; got {num_agents}")

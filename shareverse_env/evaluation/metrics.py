@@ -44,6 +44,12 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
 
+PSNR_CAP_DB = 60.0
+"""Per-frame PSNR cap of the quality runner, dB. A frame identical to the truth (a standing car
+repeated by the ``repeat`` baselines) would score ``inf`` and swamp every average; 60 dB is far
+above any generated frame (an RMS error of 0.26 grey levels)."""
+
+
 def _check_pair(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None, min_hw: int = 1):
     """Validate two uint8 image batches and an optional boolean mask; return them as arrays."""
     a, b = np.asarray(a), np.asarray(b)
@@ -82,7 +88,7 @@ def psnr(
             (all three channels of each). An image whose mask is empty gives ``nan``.
         max_db: cap on the result. Identical images have MSE 0 and PSNR ``inf`` unless capped;
             averages over frames should use a cap (the quality runner uses
-            :data:`~shareverse_env.evaluation.quality.PSNR_CAP_DB`).
+            :data:`~shareverse_env.evaluation.metrics.PSNR_CAP_DB`).
 
     Returns:
         float64 array of shape ``a.shape[:-3]`` (a NumPy scalar for one image).

@@ -39,7 +39,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -50,23 +50,25 @@ from tqdm.auto import tqdm
 
 from ..data.format import SequenceData, rig_from_info
 from ..data.reader import SequenceDataset
+from ..data.synthesis import sequence_renderer
 from ..geometry import CHUNK_FRAMES, NEW_FRAMES_PER_CHUNK, CameraRig
 from ..models.pipeline import ShareVersePipeline
 from ..models.vae import encode_video
-from .metrics import detail_ratio_tiled, psnr, ssim_tiled
+from ..world.renderer import Renderer
+from .action_probes import PROBES, mean_abs_change, probe_plan, render_truth
+from .floors import BLUR_SIGMA, blur_views, mean_colour_views
+from .metrics import PSNR_CAP_DB, detail_ratio_tiled, psnr, ssim_tiled
 from .overlap import covisibility_masks
-from .variants import VARIANTS, Variant, build_pipelines
-
-PSNR_CAP_DB = 60.0
-"""Per-frame PSNR cap, dB. A frame identical to the truth (a standing car repeated by the
-``repeat`` baselines) would score ``inf`` and swamp every average; 60 dB is far above any
-generated frame (an RMS error of 0.26 grey levels)."""
+from .variants import FLOORS, VARIANTS, Variant, build_pipelines
 
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.default)
 """Every variant but the opt-in diagnostics (``teacher_forced``), in report order."""
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail")
 """The scores of every :class:`ChunkScore`."""
+
+QUALITY_METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap")
+"""The metrics on which higher is better, where the best floor is the one to beat."""
 
 
 @dataclass
@@ -78,6 +80,11 @@ class ChunkScore:
     (``nan`` when none has). ``overlap_fraction`` is the mean fraction of co-visible pixels.
     ``detail`` is the mean :func:`~.metrics.detail_ratio_tiled` (1 = as sharp as the truth,
     below 1 = blurred); ``nan`` in results written before it existed.
+
+    For each action probe ``p`` (:mod:`.action_probes`; ``nan`` when it did not run):
+    ``change_p`` is the mean absolute difference (grey levels) between this chunk and the
+    variant's chunk under the probe's plan, ``true_change_p`` the same between the true chunks,
+    and ``follow_p`` this chunk's PSNR against the truth minus the probe chunk's (dB).
     """
 
     sequence: str
@@ -93,6 +100,12 @@ class ChunkScore:
     overlap_fraction: float
     frames: int
     detail: float = math.nan
+    change_still: float = math.nan
+    true_change_still: float = math.nan
+    follow_still: float = math.nan
+    change_lateral: float = math.nan
+    true_change_lateral: float = math.nan
+    follow_lateral: float = math.nan
 
 
 @dataclass
@@ -136,11 +149,27 @@ class QualityResult:
         """Per variant: the mean of each metric over all rows, and the mean PSNR per chunk.
 
         Every row averages the same number of frames, so these are per-frame averages (the
-        overlap means skip rows without co-visible pixels).
+        overlap means skip rows without co-visible pixels). The action sensitivity:
+        ``response_p`` = mean ``change_p`` / mean ``true_change_p`` over the rows (1: responds to
+        the action as the world does, 0: ignores it), ``follow_p`` the mean PSNR gain of the
+        true plan over the probe's; ``response`` and ``follow`` pool every probe that ran.
         """
         out: dict[str, dict[str, float]] = {}
         for variant in self.variants:
             stats = {m: _nanmean(self.values(variant, m)) for m in METRICS}
+            changes, true_changes, follows = [], [], []
+            for probe in PROBES:
+                change = self.values(variant, f"change_{probe}")
+                true_change = self.values(variant, f"true_change_{probe}")
+                keep = ~(np.isnan(change) | np.isnan(true_change))
+                changes.append(change[keep])
+                true_changes.append(true_change[keep])
+                stats[f"response_{probe}"] = _ratio(change[keep], true_change[keep])
+                follow = self.values(variant, f"follow_{probe}")
+                follows.append(follow[~np.isnan(follow)])
+                stats[f"follow_{probe}"] = _nanmean(follow)
+            stats["response"] = _ratio(np.concatenate(changes), np.concatenate(true_changes))
+            stats["follow"] = _nanmean(np.concatenate(follows))
             for k in range(self.num_chunks):
                 stats[f"psnr_chunk{k}"] = _nanmean(self.values(variant, "psnr", k))
                 stats[f"ssim_chunk{k}"] = _nanmean(self.values(variant, "ssim", k))
@@ -217,6 +246,22 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else math.nan
 
 
+def _ratio(num: np.ndarray, den: np.ndarray) -> float:
+    return float(num.sum() / den.sum()) if len(den) and den.sum() > 0 else math.nan
+
+
+def best_floor(result: QualityResult, metric: str) -> str | None:
+    """The floor (:data:`~.variants.FLOORS`) with the highest mean ``metric`` in ``result``,
+    or ``None`` when no floor ran."""
+    summary = result.summary()
+    scored = [
+        (summary[f][metric], f)
+        for f in FLOORS
+        if f in summary and not math.isnan(summary[f][metric])
+    ]
+    return max(scored)[1] if scored else None
+
+
 def _csv_cell(v: Any) -> Any:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
@@ -277,7 +322,122 @@ def autoencode_chunk(pipeline: ShareVersePipeline, frames: np.ndarray) -> np.nda
     return pipeline.decode_latents(latents.permute(0, 2, 1, 3, 4))[:, 1:]
 
 
+@torch.no_grad()
+def autoencode_image(pipeline: ShareVersePipeline, frames: np.ndarray) -> np.ndarray:
+    """Tiled frames ``(A, 2H, 2W, 3)`` encoded as one image latent each and decoded again, as
+    the pipeline encodes a conditioning frame: uint8 ``(A, 2H, 2W, 3)``."""
+    return pipeline.decode_latents(pipeline.encode_frames(frames)[:, None])[:, 0]
+
+
 # --------------------------------------------------------------------------------------------
+# Episodes: one variant's run over one sequence
+
+
+class Episode:
+    """One variant's run over one sequence, chunk by chunk.
+
+    :meth:`chunk` returns the variant's ``(A, 28, 2H, 2W, 3)`` frames of chunk ``k`` under a
+    plan ``(A, 29, 3)``, given the true chunk under that plan ``(A, 29, 2H, 2W, 3)`` (row 0 is
+    the true frame at the chunk's start; only the references given the truth read it). With
+    ``commit=False`` the chunk is a probe: the episode's state afterwards is as before it, so
+    the committed chunk that follows sees the same state (and, for a model, the same noise).
+    """
+
+    def chunk(self, k: int, plan: np.ndarray, truth: np.ndarray, commit: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _ConstantEpisode(Episode):
+    """A floor: the same frame (one per agent) for every frame of every chunk, whatever the plan."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        self.frames = frames
+
+    def chunk(self, k, plan, truth, commit=True):
+        return np.repeat(self.frames[:, None], NEW_FRAMES_PER_CHUNK, axis=1)
+
+
+class _OracleEpisode(Episode):
+    """``repeat_oracle``: the true frame at the chunk's start, repeated."""
+
+    def chunk(self, k, plan, truth, commit=True):
+        return np.repeat(truth[:, :1], NEW_FRAMES_PER_CHUNK, axis=1)
+
+
+class _AutoencoderEpisode(Episode):
+    """``autoencoder``: the true chunk under the plan, through the VAE."""
+
+    def __init__(self, pipeline: ShareVersePipeline) -> None:
+        self.pipeline = pipeline
+
+    def chunk(self, k, plan, truth, commit=True):
+        return autoencode_chunk(self.pipeline, truth)
+
+
+class _ModelEpisode(Episode):
+    """A model variant: a :class:`~shareverse_env.generative_backend.ShareVerseBackend` started
+    from the true first frames; probes run inside :meth:`~shareverse_env.generative_backend.
+    ShareVerseBackend.branch`."""
+
+    def __init__(self, variant: Variant, data: SequenceData, backend: Any) -> None:
+        self.variant = variant
+        self.backend = backend
+        self.active = np.ones(data.num_agents, dtype=bool)
+
+    def _generate(self, plan: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        if self.variant.teacher_forced:
+            self.backend.condition_on(truth[:, 0])
+        return self.backend.generate(plan, self.active)
+
+    def chunk(self, k, plan, truth, commit=True):
+        if commit:
+            return self._generate(plan, truth)
+        with self.backend.branch():
+            return self._generate(plan, truth)
+
+
+def start_episode(
+    variant: Variant,
+    data: SequenceData,
+    pipeline: ShareVersePipeline | None = None,
+    noise_seed: int = 0,
+    num_inference_steps: int | None = None,
+) -> Episode:
+    """The :class:`Episode` of ``variant`` over ``data``, started from its true first frames.
+
+    Model variants run on ``pipeline`` (``num_inference_steps`` sampler steps, default the
+    pipeline's) with noise seed ``noise_seed``; the floors are made from the first frame; the
+    autoencoders use ``pipeline``'s VAE (see :mod:`.variants`).
+    """
+    first = data.frames[:, 0]
+    kind = variant.baseline
+    if kind == "repeat":
+        return _ConstantEpisode(first)
+    if kind == "repeat_blur":
+        return _ConstantEpisode(blur_views(first, BLUR_SIGMA))
+    if kind == "mean_colour":
+        return _ConstantEpisode(mean_colour_views(first))
+    if kind == "repeat_oracle":
+        return _OracleEpisode()
+    if pipeline is None:
+        raise ValueError(f"variant {variant.name!r} needs a pipeline")
+    if kind == "repeat_autoencoded":
+        return _ConstantEpisode(autoencode_image(pipeline, first))
+    if kind == "autoencoder":
+        return _AutoencoderEpisode(pipeline)
+    if kind is not None:
+        raise ValueError(f"variant {variant.name!r}: unknown baseline kind {kind!r}")
+    from ..generative_backend import ShareVerseBackend
+
+    backend = ShareVerseBackend(
+        model=pipeline,
+        memory_source=variant.memory_source,
+        seed=noise_seed,
+        num_inference_steps=num_inference_steps,
+    )
+    weather = data.meta.get("weather", "clear_noon")
+    backend.reset(None, weather, data.poses[:, 0], {"images": first, "noise_seed": noise_seed})
+    return _ModelEpisode(variant, data, backend)
 
 
 def rollout(
@@ -288,44 +448,12 @@ def rollout(
     noise_seed: int = 0,
     num_inference_steps: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield the ``(A, 28, 2H, 2W, 3)`` frames of each of ``num_chunks`` chunks of ``data``.
-
-    Model variants run a :class:`~shareverse_env.generative_backend.ShareVerseBackend` on
-    ``pipeline`` started from the true first frames (``num_inference_steps`` sampler steps,
-    default the pipeline's); the repeat baselines copy frames and the autoencoder passes the
-    true chunk through ``pipeline``'s VAE (see :mod:`.variants`).
-    """
-    frames, poses = data.frames, data.poses
-    new = NEW_FRAMES_PER_CHUNK
-    if variant.baseline == "repeat":
-        for _ in range(num_chunks):
-            yield np.repeat(frames[:, :1], new, axis=1)
-        return
-    if variant.baseline == "repeat_oracle":
-        for k in range(num_chunks):
-            yield np.repeat(frames[:, new * k : new * k + 1], new, axis=1)
-        return
-    if pipeline is None:
-        raise ValueError(f"variant {variant.name!r} needs a pipeline")
-    if variant.baseline == "autoencoder":
-        for k in range(num_chunks):
-            yield autoencode_chunk(pipeline, frames[:, new * k : new * k + CHUNK_FRAMES])
-        return
-    from ..generative_backend import ShareVerseBackend
-
-    backend = ShareVerseBackend(
-        model=pipeline,
-        memory_source=variant.memory_source,
-        seed=noise_seed,
-        num_inference_steps=num_inference_steps,
-    )
-    weather = data.meta.get("weather", "clear_noon")
-    backend.reset(None, weather, poses[:, 0], {"images": frames[:, 0], "noise_seed": noise_seed})
-    active = np.ones(data.num_agents, dtype=bool)
+    """Yield the ``(A, 28, 2H, 2W, 3)`` frames of each of ``num_chunks`` chunks of ``data``
+    under its true plans (:func:`start_episode`, no probes)."""
+    episode = start_episode(variant, data, pipeline, noise_seed, num_inference_steps)
     for k in range(num_chunks):
-        if variant.teacher_forced:
-            backend.condition_on(frames[:, new * k])
-        yield backend.generate(poses[:, new * k : new * k + CHUNK_FRAMES], active)
+        window = slice(NEW_FRAMES_PER_CHUNK * k, NEW_FRAMES_PER_CHUNK * k + CHUNK_FRAMES)
+        yield episode.chunk(k, data.poses[:, window], data.frames[:, window])
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,6 +489,8 @@ def evaluate_quality(
     sample_sequence: int | None = 0,
     progress: bool = True,
     num_inference_steps: int | None = None,
+    probes: Sequence[str] = PROBES,
+    renderer_for: Callable[[SequenceData], Renderer] | None = None,
 ) -> QualityResult:
     """Score every variant on the first ``sequences`` sequences of ``split``.
 
@@ -378,12 +508,22 @@ def evaluate_quality(
             ``trained`` variant's, else the first variant's); ``None`` keeps none.
         progress: show a tqdm bar (one step per chunk of every variant).
         num_inference_steps: sampler steps of the model variants (default: the pipeline's).
+        probes: action probes (:mod:`.action_probes`) run for every chunk of every variant;
+            ``()`` skips them (each costs one more chunk of every model variant).
+        renderer_for: the exact renderer of a sequence's town, for the true chunks under the
+            probes' plans (default: rebuilt from the sequence's ``town_seed``/``town_blocks``
+            metadata, :func:`~shareverse_env.data.synthesis.sequence_renderer`).
 
     Raises:
-        ValueError: unknown variants, an empty split, sequences too short for one chunk, or a
-            model whose view size differs from the dataset's.
+        ValueError: unknown variants or probes, an empty split, sequences too short for one
+            chunk, a model whose view size differs from the dataset's, or probes on a sequence
+            whose town cannot be rebuilt.
     """
     variants = list(variants)
+    probes = list(probes)
+    unknown = [p for p in probes if p not in PROBES]
+    if unknown:
+        raise ValueError(f"unknown action probes {unknown}; choose from {list(PROBES)}")
     if num_inference_steps is not None and num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1; got {num_inference_steps}")
     dataset = SequenceDataset(data_root, split)
@@ -418,8 +558,16 @@ def evaluate_quality(
             "num_inference_steps": num_inference_steps,
             "psnr_cap_db": PSNR_CAP_DB,
             "chunk_frames": CHUNK_FRAMES,
+            "probes": probes,
+            "blur_sigma": BLUR_SIGMA,
         },
     )
+    if renderer_for is None:
+        view_hw = tuple((dataset.info or {}).get("view_hw", (64, 96)))
+
+        def renderer_for(data: SequenceData) -> Renderer:
+            return sequence_renderer(data.meta, view_hw, rig)
+
     chunk_counts = []
     for i in range(count):
         available = (int(dataset.meta(i)["num_frames"]) - 1) // NEW_FRAMES_PER_CHUNK
@@ -429,26 +577,47 @@ def evaluate_quality(
             )
         chunk_counts.append(available if num_chunks is None else min(available, int(num_chunks)))
     bar = tqdm(
-        total=sum(chunk_counts) * len(variants), desc="quality", unit="chunk", disable=not progress
+        total=sum(chunk_counts) * len(variants) * (1 + len(probes)),
+        desc="quality",
+        unit="chunk",
+        disable=not progress,
     )
+    new = NEW_FRAMES_PER_CHUNK
     for i, chunks in enumerate(chunk_counts):
         data = dataset[i]
         if data.depth is None:
             raise ValueError(f"sequence {dataset.ids[i]} has no depth")
-        used = 1 + chunks * NEW_FRAMES_PER_CHUNK
+        used = 1 + chunks * new
         masks = covisibility_masks(data.depth[:, :used], data.poses[:, :used], rig)
+        plans = [data.poses[:, new * k : new * k + CHUNK_FRAMES] for k in range(chunks)]
+        truths = [data.frames[:, new * k : new * k + CHUNK_FRAMES] for k in range(chunks)]
+        probe_truths = _probe_truths(data, dataset.ids[i], plans, truths, probes, renderer_for)
         for name in variants:
             keep = sample_sequence == i and name == sample_variant
             generated = []
-            stream = rollout(
-                VARIANTS[name], data, chunks, pipelines.get(name), seed + i, num_inference_steps
+            episode = start_episode(
+                VARIANTS[name], data, pipelines.get(name), seed + i, num_inference_steps
             )
-            for k, frames in enumerate(stream):
+            for k in range(chunks):
                 bar.set_postfix(sequence=dataset.ids[i], variant=name, chunk=k)
-                window = slice(1 + NEW_FRAMES_PER_CHUNK * k, 1 + NEW_FRAMES_PER_CHUNK * (k + 1))
+                probed = {}
+                for probe in probes:
+                    plan = probe_plan(probe, plans[k])
+                    probed[probe] = episode.chunk(k, plan, probe_truths[k][probe], commit=False)
+                    bar.update(1)
+                frames = episode.chunk(k, plans[k], truths[k])
+                truth = truths[k][:, 1:]
                 for a in range(data.num_agents):
-                    mask = masks[a, window]
-                    scores = _chunk_means(frame_scores(frames[a], data.frames[a, window], mask))
+                    mask = masks[a, 1 + new * k : 1 + new * (k + 1)]
+                    scores = _chunk_means(frame_scores(frames[a], truth[a], mask))
+                    own_psnr = scores["psnr"]
+                    for probe, other in probed.items():
+                        other_psnr = _nanmean(psnr(other[a], truth[a], max_db=PSNR_CAP_DB))
+                        scores[f"change_{probe}"] = mean_abs_change(frames[a], other[a])
+                        scores[f"true_change_{probe}"] = mean_abs_change(
+                            truth[a], probe_truths[k][probe][a, 1:]
+                        )
+                        scores[f"follow_{probe}"] = own_psnr - other_psnr
                     result.rows.append(
                         ChunkScore(
                             sequence=dataset.ids[i],
@@ -474,3 +643,35 @@ def evaluate_quality(
                 }
     bar.close()
     return result
+
+
+def _probe_truths(
+    data: SequenceData,
+    sequence: str,
+    plans: list[np.ndarray],
+    truths: list[np.ndarray],
+    probes: list[str],
+    renderer_for: Callable[[SequenceData], Renderer],
+) -> list[dict[str, np.ndarray]]:
+    """Per chunk, the true chunk ``(A, 29, 2H, 2W, 3)`` under each probe's plan: the true frame
+    at the chunk's start, then the renderer's frames at the probe's poses."""
+    if not probes:
+        return [{} for _ in plans]
+    try:
+        renderer = renderer_for(data)
+    except (KeyError, ValueError) as err:
+        raise ValueError(
+            f"sequence {sequence}: the action probes need the town of the sequence to render "
+            f"the truth under other actions ({err}); pass probes=() to skip them"
+        ) from err
+    out = []
+    for plan, truth in zip(plans, truths, strict=True):
+        out.append(
+            {
+                p: np.concatenate(
+                    [truth[:, :1], render_truth(renderer, probe_plan(p, plan)[:, 1:])], axis=1
+                )
+                for p in probes
+            }
+        )
+    return out

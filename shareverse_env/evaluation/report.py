@@ -13,10 +13,11 @@ Example:
     >>> rows = [ChunkScore("000000", "head_on", "fog", a, k, v, p + a, 0.5, p, 0.5, 0.3, 28)
     ...         for v, p in (("trained", 20.0), ("repeat", 18.0)) for a in (0, 1) for k in (0, 1)]
     >>> print(summary_table(QualityResult(rows)))  # doctest: +NORMALIZE_WHITESPACE
-    | variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | detail | PSNR chunk 0 | PSNR chunk 1 |
-    |---|---|---|---|---|---|---|---|
-    | trained | 20.50 | 0.5000 | 20.00 | 0.5000 | n/a | 20.50 | 20.50 |
-    | repeat | 18.50 | 0.5000 | 18.00 | 0.5000 | n/a | 18.50 | 18.50 |
+    | variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | detail | response | follow dB | PSNR chunk 0 | PSNR chunk 1 |
+    |---|---|---|---|---|---|---|---|---|---|
+    | trained | 20.50 | 0.5000 | 20.00 | 0.5000 | n/a | n/a | n/a | 20.50 | 20.50 |
+    | repeat | 18.50 | 0.5000 | 18.00 | 0.5000 | n/a | n/a | n/a | 18.50 | 18.50 |
+    | **best floor** | 18.50 (repeat) | 0.5000 (repeat) | 18.00 (repeat) | 0.5000 (repeat) | | | | 18.50 (repeat) | 18.50 (repeat) |
     >>> compare(QualityResult(rows), "trained", "repeat", "psnr")["wins"]
     4
 """
@@ -30,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from .quality import QualityResult
-from .variants import VARIANTS
+from .action_probes import PROBES
+from .quality import QUALITY_METRICS, QualityResult, best_floor
+from .variants import FLOORS, VARIANTS
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("psnr", "PSNR all", "{:.2f}"),
@@ -39,7 +41,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("psnr_overlap", "PSNR overlap", "{:.2f}"),
     ("ssim_overlap", "SSIM overlap", "{:.4f}"),
     ("detail", "detail", "{:.2f}"),
+    ("response", "response", "{:.2f}"),
+    ("follow", "follow dB", "{:+.2f}"),
 )
+"""The summary table's columns: (summary key, heading, format)."""
 
 
 def _fmt(value: float, pattern: str) -> str:
@@ -47,7 +52,11 @@ def _fmt(value: float, pattern: str) -> str:
 
 
 def summary_table(result: QualityResult) -> str:
-    """Markdown table: one row per variant; means over all rows and PSNR per chunk index."""
+    """Markdown table: one row per variant; means over all rows and PSNR per chunk index.
+
+    A last row names the best floor (:data:`~.variants.FLOORS`) of every quality metric and
+    chunk with its score: the number a model has to beat there.
+    """
     summary = result.summary()
     chunks = range(result.num_chunks)
     head = ["variant", *(c[1] for c in COLUMNS), *(f"PSNR chunk {k}" for k in chunks)]
@@ -56,7 +65,57 @@ def summary_table(result: QualityResult) -> str:
         cells = [variant, *(_fmt(stats[key], pattern) for key, _, pattern in COLUMNS)]
         cells += [_fmt(stats[f"psnr_chunk{k}"], "{:.2f}") for k in chunks]
         lines.append("| " + " | ".join(cells) + " |")
+    floors = [f for f in FLOORS if f in summary]
+    if floors:
+        keys = [(key, pattern) for key, _, pattern in COLUMNS]
+        keys += [(f"psnr_chunk{k}", "{:.2f}") for k in chunks]
+        cells = ["**best floor**"]
+        for key, pattern in keys:
+            if key not in QUALITY_METRICS and not key.startswith("psnr_chunk"):
+                cells.append("")
+                continue
+            scored = [(summary[f][key], f) for f in floors if not math.isnan(summary[f][key])]
+            if not scored:
+                cells.append("n/a")
+                continue
+            value, name = max(scored)
+            cells.append(f"{_fmt(value, pattern)} ({name})")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def action_table(result: QualityResult) -> str:
+    """Markdown table of the action probes per variant: response and follow for each probe.
+
+    Empty when no probe ran.
+    """
+    summary = result.summary()
+    probes = [
+        p for p in PROBES if any(not math.isnan(s[f"response_{p}"]) for s in summary.values())
+    ]
+    if not probes:
+        return ""
+    head = ["variant"]
+    for p in probes:
+        head += [f"response {p}", f"follow {p} dB", f"true change {p}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, stats in summary.items():
+        cells = [variant]
+        for p in probes:
+            true_change = _nanmean_rows(result, variant, f"true_change_{p}")
+            cells += [
+                _fmt(stats[f"response_{p}"], "{:.2f}"),
+                _fmt(stats[f"follow_{p}"], "{:+.2f}"),
+                _fmt(true_change, "{:.1f}"),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _nanmean_rows(result: QualityResult, variant: str, key: str) -> float:
+    v = result.values(variant, key)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if len(v) else math.nan
 
 
 def sign_test(wins: int, n: int) -> float:
@@ -150,12 +209,65 @@ def _overall(result: QualityResult, first: str, second: str, metrics: tuple[str,
     return "no clear difference"
 
 
+def beats_best_floor(result: QualityResult, variant: str, metrics: tuple[str, ...]) -> str:
+    """One markdown sentence: ``variant`` against the best floor of each metric, paired."""
+    parts, verdicts = [], []
+    for metric in metrics:
+        floor = best_floor(result, metric)
+        if floor is None:
+            parts.append(f"{metric}: no floor ran")
+            continue
+        c = compare(result, variant, floor, metric)
+        verdicts.append(c["verdict"])
+        parts.append(f"vs {floor}, " + _sentence(result, variant, floor, (metric,)))
+    if not verdicts:
+        return "not measured (no floor ran)."
+    if all(v == "better" for v in verdicts):
+        head = "yes"
+    elif any(v.startswith("worse") for v in verdicts) and not any(
+        v.startswith("better") for v in verdicts
+    ):
+        head = "no, it is worse"
+    elif any(v.startswith("better") for v in verdicts):
+        head = "only on some metrics or in most chunks"
+    else:
+        head = "no clear difference"
+    return f"{head}. " + "; ".join(parts) + "."
+
+
+def follows_action(result: QualityResult, variant: str) -> str:
+    """One markdown sentence: the action probes of ``variant`` (response and follow ± s.e.)."""
+    stats = result.summary()[variant]
+    parts, clear = [], []
+    for probe in PROBES:
+        gains = result.values(variant, f"follow_{probe}")
+        gains = gains[~np.isnan(gains)]
+        if len(gains) == 0:
+            continue
+        se = float(gains.std(ddof=1) / math.sqrt(len(gains))) if len(gains) > 1 else math.inf
+        mean = float(gains.mean())
+        clear.append(mean > 2 * se)
+        parts.append(
+            f"{probe}: response {_fmt(stats[f'response_{probe}'], '{:.2f}')}, follow "
+            f"{mean:+.2f} ± {se:.2f} dB ({int((gains > 0).sum())}/{len(gains)} chunks positive)"
+        )
+    if not parts:
+        return "not measured (no action probe ran)."
+    head = "yes" if all(clear) else "partly" if any(clear) else "no"
+    return f"{head}. " + "; ".join(parts) + "."
+
+
 def conclusions(result: QualityResult) -> list[str]:
     """The evaluation's questions, answered from the numbers (markdown list items)."""
     have = set(result.variants)
     both = ("psnr", "ssim")
+    lines = []
+    label = "(a) trained beats the best floor on each metric"
+    if "trained" in have:
+        lines.append(f"- **{label}**: {beats_best_floor(result, 'trained', both)}")
+    else:
+        lines.append(f"- **{label}**: not measured (variant missing).")
     questions = (
-        ("(a) trained beats the repeat baseline", "repeat", both),
         ("(a) trained beats the untrained model", "untrained", both),
         ("(b) memory helps (trained vs no_memory)", "no_memory", both),
         (
@@ -164,14 +276,20 @@ def conclusions(result: QualityResult) -> list[str]:
             (*both, "psnr_overlap", "ssim_overlap"),
         ),
     )
-    lines = []
     for label, other, metrics in questions:
         if "trained" not in have or other not in have:
             lines.append(f"- **{label}**: not measured (variant missing).")
             continue
         verdict = _overall(result, "trained", other, metrics)
         lines.append(f"- **{label}**: {verdict}. {_sentence(result, 'trained', other, metrics)}.")
+    models = [v for v in result.variants if v in VARIANTS and VARIANTS[v].is_model]
+    for variant in models:
+        lines.append(
+            f"- **(d) {variant} follows the action** (1 = responds as the world does, 0 = "
+            f"ignores it): {follows_action(result, variant)}"
+        )
     for other, what in (
+        ("repeat", "the sharp first frame repeated, the former baseline"),
         ("repeat_oracle", "a baseline given the true frame at every chunk start"),
         ("autoencoder", "the VAE's reconstruction of the true chunk, the latent space's ceiling"),
     ):
@@ -204,6 +322,16 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
         "",
         summary_table(result),
         "",
+        "*Floors* (made from the conditioning frame alone): "
+        + ", ".join(f"`{f}`" for f in FLOORS)
+        + f" (blur σ = {cfg.get('blur_sigma', '?')} px per view). *response* = how much a "
+        "variant's chunk changes when the plan changes, over how much the true chunk changes "
+        "(1 like the world, 0 ignores the action); *follow* = PSNR under the true plan minus "
+        "PSNR under the probe's plan, against the true chunk (positive: follows the action). "
+        "Probes: `still` (every car stands still) and `lateral` (every car's plan shifted "
+        "2 m to the left by the chunk's end).",
+        "",
+        *([action_table(result), ""] if action_table(result) else []),
         "## Conclusions",
         "",
         "Computed from the numbers over paired chunks (same sequence, agent and chunk): a mean "

@@ -14,10 +14,21 @@ ShareVerseBackend`, chunk by chunk, each conditioned on its own last frame:
   over chunks the model's own outputs cause; against ``repeat_oracle``, which gets the same true
   frame, what the model adds to it.
 
-Trivial baselines generate nothing:
+Trivial baselines generate nothing. The *floors* (:data:`FLOORS`) use only the episode's
+conditioning frame, the information the model has; a model must beat the best of them on a
+metric before it can be said to beat the baseline there (PSNR rewards blur, so a blurred copy of
+the first frame is a floor, not only a sharp one):
 
 - ``repeat``: every frame of every chunk is the episode's conditioning frame. Autoregressively
   that is the last frame the baseline "generated", so it sees exactly what the model sees;
+- ``repeat_blur``: that frame blurred per camera view with a Gaussian of
+  :data:`~.floors.BLUR_SIGMA` pixels (chosen on training towns to maximise PSNR);
+- ``repeat_autoencoded``: that frame encoded as one image latent and decoded by the trained
+  pipeline's VAE (as blurred as anything the model can decode);
+- ``mean_colour``: every camera view filled with that frame's mean colour in the view.
+
+Another trivial reference is given more than the model:
+
 - ``repeat_oracle``: every frame of chunk ``k`` is the *true* frame at the chunk's start, a
   reference given more information than the model (the ground truth at every chunk).
 
@@ -33,6 +44,8 @@ Example:
     (False, ['cross_agent_blocks.0.proj.weight', 'cross_agent_blocks.0.proj.bias'])
     >>> sorted(VARIANTS) == sorted(MODEL_VARIANTS + BASELINES)
     True
+    >>> FLOORS
+    ('repeat', 'repeat_blur', 'repeat_autoencoded', 'mean_colour')
 """
 
 from __future__ import annotations
@@ -57,8 +70,10 @@ class Variant:
         memory_source: the backend's ``memory_source`` (model variants only).
         teacher_forced: condition every chunk on the true frame at its start (model variants).
         default: part of the runner's default set (diagnostics are not).
-        baseline: ``None`` for a model variant, else ``"repeat"``, ``"repeat_oracle"`` or
-            ``"autoencoder"``.
+        baseline: ``None`` for a model variant, else the kind of baseline (``"repeat"``,
+            ``"repeat_blur"``, ``"repeat_autoencoded"``, ``"mean_colour"``,
+            ``"repeat_oracle"`` or ``"autoencoder"``).
+        floor: a trivial floor made from the conditioning frame alone (see :data:`FLOORS`).
     """
 
     name: str
@@ -67,6 +82,7 @@ class Variant:
     baseline: str | None = None
     teacher_forced: bool = False
     default: bool = True
+    floor: bool = False
 
     @property
     def is_model(self) -> bool:
@@ -76,7 +92,7 @@ class Variant:
     @property
     def needs_pipeline(self) -> bool:
         """Whether the variant needs a pipeline (the model variants and the autoencoder)."""
-        return self.baseline in (None, "autoencoder")
+        return self.baseline in (None, "autoencoder", "repeat_autoencoded")
 
 
 VARIANTS: dict[str, Variant] = {
@@ -92,7 +108,25 @@ VARIANTS: dict[str, Variant] = {
             teacher_forced=True,
             default=False,
         ),
-        Variant("repeat", "repeat the episode's conditioning frame", baseline="repeat"),
+        Variant("repeat", "repeat the episode's conditioning frame", baseline="repeat", floor=True),
+        Variant(
+            "repeat_blur",
+            "repeat the conditioning frame blurred per view (Gaussian σ = BLUR_SIGMA px)",
+            baseline="repeat_blur",
+            floor=True,
+        ),
+        Variant(
+            "repeat_autoencoded",
+            "repeat the conditioning frame through the pipeline's VAE (one image latent)",
+            baseline="repeat_autoencoded",
+            floor=True,
+        ),
+        Variant(
+            "mean_colour",
+            "every view filled with the conditioning frame's mean colour there",
+            baseline="mean_colour",
+            floor=True,
+        ),
         Variant(
             "repeat_oracle", "repeat the TRUE frame at each chunk start", baseline="repeat_oracle"
         ),
@@ -107,6 +141,8 @@ VARIANTS: dict[str, Variant] = {
 
 MODEL_VARIANTS: list[str] = [n for n, v in VARIANTS.items() if v.is_model]
 BASELINES: list[str] = [n for n, v in VARIANTS.items() if not v.is_model]
+FLOORS: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.floor)
+"""The trivial floors: baselines made from the conditioning frame alone."""
 
 
 def cross_agent_projection_names(pipe: ShareVersePipeline) -> list[str]:
@@ -163,7 +199,8 @@ def build_pipelines(
 ) -> dict[str, ShareVersePipeline]:
     """The pipeline each model variant in ``names`` runs (baselines get none).
 
-    ``trained``, ``no_memory``, ``teacher_forced`` and ``autoencoder`` share one object;
+    ``trained``, ``no_memory``, ``teacher_forced``, ``autoencoder`` and ``repeat_autoencoded``
+    share one object;
     ``no_cross_agent`` and ``untrained`` are built only when asked for.
     """
     unknown = [n for n in names if n not in VARIANTS]
@@ -175,7 +212,7 @@ def build_pipelines(
     trained = load_model(model, seed=seed)
     out: dict[str, ShareVersePipeline] = {}
     for name in wanted:
-        if name in ("trained", "no_memory", "teacher_forced", "autoencoder"):
+        if name in ("trained", "no_memory", "teacher_forced", "autoencoder", "repeat_autoencoded"):
             out[name] = trained
         elif name == "no_cross_agent":
             out[name] = zero_cross_agent(trained)

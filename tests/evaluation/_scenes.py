@@ -51,10 +51,15 @@ def building(x: float, y: float, hx: float = 6.0, hy: float = 8.0, height: float
     return dict(center=(x, y), half_extent=(hx, hy), z_range=(0.0, height), colour=(0.7, 0.5, 0.4))
 
 
+def tiny_renderer() -> Renderer:
+    """The renderer of the tiny dataset's town (a road past two buildings), 32×48 views."""
+    town = flat_town([building(25.0, 16.0), building(-10.0, -15.0, 5.0, 5.0, 20.0)])
+    return Renderer(town, "clear_noon", view_hw=VIEW_HW)
+
+
 def write_tiny_dataset(root, num_frames: int = 57) -> SequenceData:
     """Two agents driving towards each other past a building, rendered at 32×48 views."""
-    town = flat_town([building(25.0, 16.0), building(-10.0, -15.0, 5.0, 5.0, 20.0)])
-    renderer = Renderer(town, "clear_noon", view_hw=VIEW_HW)
+    renderer = tiny_renderer()
     t = np.linspace(0.0, 1.0, num_frames)
     poses = np.zeros((2, num_frames, 3))
     poses[0, :, 0] = -20.0 + 30.0 * t

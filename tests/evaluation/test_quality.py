@@ -1,8 +1,9 @@
 """The quality runner on a tiny rendered dataset with the random ``tiny`` model.
 
 A model chunk costs seconds on a CI core (mostly the VAE decoder), so the real model runs once
-(the ``trained`` variant and both repeat baselines over two chunks); the other model variants
-are checked through their weights and through the runner with generation stubbed out.
+(the ``trained`` variant, the floors and the oracle over two chunks, with both action probes);
+the other model variants are checked through their weights and through the runner with
+generation stubbed out.
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ import math
 import numpy as np
 import pytest
 import torch
+from _scenes import tiny_renderer
 from shareverse_env.models.loading import load_model
 
 from shareverse_env.data.reader import SequenceDataset
 from shareverse_env.evaluation import quality
+from shareverse_env.evaluation.action_probes import probe_plan, render_truth
+from shareverse_env.evaluation.floors import BLUR_SIGMA, blur_views, mean_colour_views
 from shareverse_env.evaluation.metrics import psnr, ssim_tiled
 from shareverse_env.evaluation.overlap import covisibility_masks
 from shareverse_env.evaluation.quality import (
     PSNR_CAP_DB,
     QualityResult,
     autoencode_chunk,
+    autoencode_image,
+    best_floor,
     dataset_rig,
     evaluate_quality,
 )
@@ -36,17 +42,26 @@ from shareverse_env.evaluation.variants import (
 )
 from shareverse_env.generative_backend import ShareVerseBackend
 
-RUN_VARIANTS = ["trained", "repeat", "repeat_oracle"]
+RUN_VARIANTS = [
+    "trained",
+    "repeat",
+    "repeat_blur",
+    "repeat_autoencoded",
+    "mean_colour",
+    "repeat_oracle",
+]
 
 
 def _trained_like(seed: int = 0):
-    """The tiny random model with non-zero cross-agent projections, as after training."""
+    """The tiny random model with non-zero cross-agent and raymap projections, as after
+    training (a fresh model's zero raymap projection would make it ignore the plan)."""
     pipe = load_model("tiny", seed=seed)
     pipe.num_inference_steps = 1  # the mechanics under test do not need more
     gen = torch.Generator().manual_seed(seed)
+    names = set(cross_agent_projection_names(pipe))
     with torch.no_grad():
         for name, param in pipe.transformer.named_parameters():
-            if name in cross_agent_projection_names(pipe):
+            if name in names or name.startswith("raymap_encoder.outputs"):
                 param.copy_(0.05 * torch.randn(param.shape, generator=gen))
     return pipe
 
@@ -62,10 +77,16 @@ def stored(tiny_dataset):
     return SequenceDataset(tiny_dataset[0], "val")[0]
 
 
+def _renderer_for(data):
+    return tiny_renderer()
+
+
 @pytest.fixture(scope="module")
 def run(tiny_dataset, pipe):
     root, _ = tiny_dataset
-    return evaluate_quality(root, "val", model=pipe, variants=RUN_VARIANTS, progress=False)
+    return evaluate_quality(
+        root, "val", model=pipe, variants=RUN_VARIANTS, progress=False, renderer_for=_renderer_for
+    )
 
 
 def test_result_structure(run, stored) -> None:
@@ -163,7 +184,9 @@ def test_every_model_variant_gets_the_same_noise(tiny_dataset, pipe, monkeypatch
 
     monkeypatch.setattr(ShareVerseBackend, "generate", fake_generate)
     monkeypatch.setattr(quality, "build_pipelines", spy_build)
-    result = evaluate_quality(tiny_dataset[0], "val", model=pipe, variants=names, progress=False)
+    result = evaluate_quality(
+        tiny_dataset[0], "val", model=pipe, variants=names, progress=False, probes=()
+    )
     assert result.variants == names and len(result.rows) == 4 * 2 * 2
     assert sorted(seen) == sorted(names)
     for name in names:
@@ -191,7 +214,7 @@ def test_teacher_forced_variant_conditions_on_the_true_frames(
     monkeypatch.setattr(ShareVerseBackend, "generate", fake_generate)
     monkeypatch.setattr(ShareVerseBackend, "condition_on", spy_condition_on)
     names = ["trained", "teacher_forced"]
-    evaluate_quality(tiny_dataset[0], "val", model=pipe, variants=names, progress=False)
+    evaluate_quality(tiny_dataset[0], "val", model=pipe, variants=names, progress=False, probes=())
     for k in range(2):
         assert np.array_equal(conditioning["teacher_forced"][k], stored.frames[:, 28 * k])
     # Without teacher forcing nothing replaces the backend's own frame (the stub generates
@@ -212,7 +235,13 @@ def test_sampler_steps_reach_the_backend(tiny_dataset, pipe, monkeypatch) -> Non
     monkeypatch.setattr(ShareVerseBackend, "generate", fake_generate)
     root = tiny_dataset[0]
     result = evaluate_quality(
-        root, "val", model=pipe, variants=["trained"], progress=False, num_inference_steps=3
+        root,
+        "val",
+        model=pipe,
+        variants=["trained"],
+        progress=False,
+        num_inference_steps=3,
+        probes=(),
     )
     assert steps_seen == [3, 3] and result.config["num_inference_steps"] == 3
     assert "at 3 sampler steps" in summary_markdown(result, "cmd")
@@ -261,19 +290,44 @@ def test_report_is_computed_from_the_numbers(run) -> None:
     assert c["n"] == 4 and c["diff"] == pytest.approx(c["mean_first"] - c["mean_second"])
     text = summary_markdown(run, "python scripts/evaluate_quality.py")
     assert "| trained |" in text and "| repeat_oracle |" in text
+    assert "| **best floor** |" in text and "response still" in text
     lines = conclusions(run)
-    assert "trained beats the repeat baseline" in lines[0] and "sign test" in lines[0]
+    assert "trained beats the best floor" in lines[0] and "sign test" in lines[0]
+    for metric in ("psnr", "ssim"):  # each metric is judged against its own best floor
+        assert f"vs {best_floor(run, metric)}, {metric} " in lines[0]
     assert all("not measured" in line for line in lines[1:4])  # those variants did not run
-    assert lines[4].startswith("- *For reference*, trained vs repeat_oracle")
-    assert len(lines) == 5  # no autoencoder line: it did not run
+    assert lines[4].startswith("- **(d) trained follows the action**")
+    assert "still: response" in lines[4] and "lateral: response" in lines[4]
+    assert lines[5].startswith("- *For reference*, trained vs repeat ")
+    assert lines[6].startswith("- *For reference*, trained vs repeat_oracle")
+    assert len(lines) == 7  # no autoencoder line: it did not run
 
 
 def test_baselines_need_no_model(tiny_dataset) -> None:
     root, _ = tiny_dataset
     result = evaluate_quality(
-        root, "val", model=None, variants=["repeat"], num_chunks=1, progress=False
+        root,
+        "val",
+        model=None,
+        variants=["repeat", "repeat_blur", "mean_colour"],
+        num_chunks=1,
+        progress=False,
+        renderer_for=_renderer_for,
     )
-    assert len(result.rows) == 2 and result.num_chunks == 1
+    assert len(result.rows) == 6 and result.num_chunks == 1
+
+
+def test_probes_need_the_town(tiny_dataset) -> None:
+    """The tiny dataset's town is hand-made: without a renderer the probes refuse, and say how
+    to skip them."""
+    root, _ = tiny_dataset
+    with pytest.raises(ValueError, match=r"town.*probes=\(\)"):
+        evaluate_quality(root, "val", model=None, variants=["repeat"], progress=False)
+    with pytest.raises(ValueError, match="unknown action probes"):
+        evaluate_quality(root, "val", variants=["repeat"], probes=["left"], progress=False)
+    result = evaluate_quality(root, "val", variants=["repeat"], probes=(), progress=False)
+    assert all(math.isnan(r.change_still) for r in result.rows)
+    assert math.isnan(result.summary()["repeat"]["response"])
 
 
 def test_bad_arguments_are_named(tiny_dataset, tmp_path) -> None:
@@ -296,3 +350,117 @@ def test_dataset_rig_is_checked(tiny_dataset) -> None:
     with pytest.raises(ValueError, match="intrinsics"):
         dataset_rig(dataset)
     assert math.isfinite(rig.mount_height)
+
+
+# ------------------------------------------------------------------ floors and action probes
+
+
+def _direct_scores(guess: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    return (
+        float(psnr(guess, truth, max_db=PSNR_CAP_DB).mean()),
+        float(ssim_tiled(guess, truth).mean()),
+    )
+
+
+def test_model_rows_equal_a_direct_computation_on_the_samples(run, stored) -> None:
+    """The trained rows score the very frames the runner kept (not a baseline's)."""
+    generated = run.samples["generated"]
+    for r in run.rows:
+        if r.variant != "trained":
+            continue
+        window = slice(28 * r.chunk, 28 * (r.chunk + 1))
+        guess, truth = generated[r.agent, window], stored.frames[r.agent, 1:][window]
+        psnr_db, ssim_value = _direct_scores(guess, truth)
+        assert r.psnr == pytest.approx(psnr_db) and r.ssim == pytest.approx(ssim_value)
+    # The random model is far from the truth and from repeating the first frame.
+    repeat = run.summary()["repeat"]["psnr"]
+    assert run.summary()["trained"]["psnr"] < repeat - 3
+
+
+def test_floor_rows_equal_a_direct_computation(run, stored, pipe) -> None:
+    first = stored.frames[:, 0]
+    floors = {
+        "repeat_blur": blur_views(first, BLUR_SIGMA),
+        "mean_colour": mean_colour_views(first),
+        "repeat_autoencoded": autoencode_image(pipe, first),
+    }
+    for r in run.rows:
+        if r.variant not in floors:
+            continue
+        truth = stored.frames[r.agent, 1 + 28 * r.chunk : 29 + 28 * r.chunk]
+        guess = np.broadcast_to(floors[r.variant][r.agent], truth.shape)
+        psnr_db, ssim_value = _direct_scores(guess, truth)
+        assert r.psnr == pytest.approx(psnr_db) and r.ssim == pytest.approx(ssim_value)
+    # Each floor is a different frame, none the sharp first frame.
+    assert not np.array_equal(floors["repeat_blur"], first)
+    assert not np.array_equal(floors["repeat_autoencoded"], first)
+    assert len(np.unique(floors["mean_colour"][0].reshape(-1, 3), axis=0)) <= 4
+
+
+def test_best_floor_is_the_highest_floor(run) -> None:
+    summary = run.summary()
+    floors = ["repeat", "repeat_blur", "repeat_autoencoded", "mean_colour"]
+    for metric in ("psnr", "ssim"):
+        best = best_floor(run, metric)
+        assert best in floors
+        assert summary[best][metric] == max(summary[f][metric] for f in floors)
+    assert (
+        best_floor(QualityResult(rows=[r for r in run.rows if r.variant == "trained"]), "psnr")
+        is None
+    )
+
+
+def test_probe_truth_is_the_renderer_at_the_probe_plan(stored) -> None:
+    renderer = tiny_renderer()
+    # The renderer reproduces the dataset at the true plan, so a true change is the action's.
+    assert np.array_equal(render_truth(renderer, stored.poses[:, :29]), stored.frames[:, :29])
+    still = render_truth(renderer, probe_plan("still", stored.poses[:, :29]))
+    assert np.array_equal(still[:, 5], stored.frames[:, 0])
+
+
+def test_action_sensitivity_tells_a_model_that_follows_from_one_that_ignores(run) -> None:
+    summary = run.summary()
+    for floor in ("repeat", "repeat_blur", "repeat_autoencoded", "mean_colour", "repeat_oracle"):
+        rows = [r for r in run.rows if r.variant == floor]
+        assert all(r.change_still == 0 and r.follow_lateral == 0 for r in rows)
+        assert summary[floor]["response"] == 0 and summary[floor]["follow"] == 0
+    rows = [r for r in run.rows if r.variant == "trained"]
+    assert all(r.true_change_still > 1 and r.true_change_lateral > 1 for r in rows)
+    # The random model sees the plan through its raymaps and its memory: its chunk changes.
+    assert all(r.change_still > 0 and r.change_lateral > 0 for r in rows)
+    assert summary["trained"]["response"] > 0
+
+
+def test_a_model_blind_to_the_plan_scores_zero_response(tiny_dataset) -> None:
+    """Without raymaps (a fresh encoder's zero projection) and without memory the model cannot
+    see the plan: the probes must say so, exactly."""
+    blind = load_model("tiny", seed=0)
+    blind.num_inference_steps = 1
+    result = evaluate_quality(
+        tiny_dataset[0],
+        "val",
+        model=blind,
+        variants=["no_memory"],
+        num_chunks=1,
+        progress=False,
+        renderer_for=_renderer_for,
+    )
+    stats = result.summary()["no_memory"]
+    assert stats["response"] == 0 and stats["follow"] == 0
+    assert all(r.true_change_still > 1 for r in result.rows)
+
+
+def test_probes_leave_the_episode_as_it_was(tiny_dataset, pipe) -> None:
+    """A probe runs on a branch: the committed chunks equal those of a run without probes."""
+    with_probes = evaluate_quality(
+        tiny_dataset[0],
+        "val",
+        model=pipe,
+        variants=["trained"],
+        progress=False,
+        renderer_for=_renderer_for,
+    )
+    without = evaluate_quality(
+        tiny_dataset[0], "val", model=pipe, variants=["trained"], progress=False, probes=()
+    )
+    assert np.array_equal(with_probes.samples["generated"], without.samples["generated"])

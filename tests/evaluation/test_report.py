@@ -76,14 +76,76 @@ def test_conclusions_and_table() -> None:
         }
     )
     lines = conclusions(result)
-    assert lines[0].startswith("- **(a) trained beats the repeat baseline**: yes.")
+    assert lines[0].startswith("- **(a) trained beats the best floor on each metric**: yes.")
+    assert "vs repeat, psnr" in lines[0] and "vs repeat, ssim" in lines[0]
     assert lines[2].startswith("- **(b) memory helps (trained vs no_memory)**: yes.")
     assert "no, it is worse" in lines[3] and "psnr_overlap" in lines[3]
+    assert "not measured (no action probe ran)" in lines[4]
     table = summary_table(result).splitlines()
     assert table[0].startswith(
-        "| variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | detail |"
+        "| variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | detail | response |"
     )
-    assert table[2] == "| trained | 16.50 | 0.4125 | 16.50 | 0.4125 | 0.50 | 16.50 |"
+    assert table[2] == "| trained | 16.50 | 0.4125 | 16.50 | 0.4125 | 0.50 | n/a | n/a | 16.50 |"
+    assert table[-1].startswith("| **best floor** | 15.50 (repeat) | 0.3875 (repeat) |")
+
+
+def test_the_best_floor_is_the_one_to_beat() -> None:
+    """A blurred floor above the sharp repeat: beating repeat is then not beating the floor."""
+    base = [15.0, 16.0, 17.0, 18.0]
+    result = _result(
+        {
+            "trained": base,
+            "repeat": [b - 1 for b in base],
+            "repeat_blur": [b + 0.5 + 0.01 * i for i, b in enumerate(base)],
+            "mean_colour": [b - 3 for b in base],
+        }
+    )
+    lines = conclusions(result)
+    assert lines[0].startswith("- **(a) trained beats the best floor on each metric**: no, it")
+    assert "vs repeat_blur, psnr" in lines[0]
+    assert any(line.startswith("- *For reference*, trained vs repeat ") for line in lines)
+    assert (
+        summary_table(result)
+        .splitlines()[-1]
+        .startswith("| **best floor** | 17.02 (repeat_blur) |")
+    )
+
+
+def test_action_sensitivity_is_summarised_from_the_rows() -> None:
+    rows = []
+    for i, (change, true_change, follow) in enumerate([(1.0, 10.0, 1.0), (3.0, 10.0, 1.5)]):
+        rows.append(
+            ChunkScore(
+                "000000",
+                "head_on",
+                "fog",
+                i,
+                0,
+                "trained",
+                16.0,
+                0.4,
+                16.0,
+                0.4,
+                0.5,
+                28,
+                0.5,
+                change,
+                true_change,
+                follow,
+                2 * change,
+                true_change,
+                -follow,
+            )
+        )
+    result = QualityResult(rows)
+    stats = result.summary()["trained"]
+    assert stats["response_still"] == pytest.approx(4.0 / 20.0)
+    assert stats["response_lateral"] == pytest.approx(8.0 / 20.0)
+    assert stats["response"] == pytest.approx(12.0 / 40.0)
+    assert stats["follow_still"] == pytest.approx(1.25) and stats["follow"] == pytest.approx(0.0)
+    line = conclusions(result)[4]
+    assert line.startswith("- **(d) trained follows the action** (1 = responds as the world")
+    assert "ignores it): partly. still: response 0.20, follow +1.25 ± 0.25 dB (2/2 chunks" in line
 
 
 def test_figures(tmp_path) -> None:
@@ -114,7 +176,7 @@ def test_script_writes_every_output(tiny_dataset, tmp_path, capsys) -> None:
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "quality"
-    args = ["--data", str(tiny_dataset[0]), "--out", str(out), "--no-progress"]
+    args = ["--data", str(tiny_dataset[0]), "--out", str(out), "--no-progress", "--probes"]
     assert script.main([*args, "--variants", "repeat", "repeat_oracle"]) == 0
     names = {"results.csv", "results.json", "samples.npz", "summary.md", "drift.png", "samples.png"}
     assert names <= {p.name for p in out.iterdir()}
@@ -125,4 +187,5 @@ def test_script_writes_every_output(tiny_dataset, tmp_path, capsys) -> None:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(report_module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+    result = doctest.testmod(report_module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -39,7 +39,8 @@ def drive(start, action):
 
 
 def test_doctests():
-    assert doctest.testmod(collision_module).failed == 0
+    result = doctest.testmod(collision_module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------ rectangle overlap

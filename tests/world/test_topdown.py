@@ -51,7 +51,8 @@ def _pixel(img: np.ndarray, town: Town, xy) -> np.ndarray:
 
 
 def test_doctests():
-    assert doctest.testmod(topdown_module).failed == 0
+    result = doctest.testmod(topdown_module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.parametrize("size", [64, 128, 256])

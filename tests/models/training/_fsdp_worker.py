@@ -2,7 +2,8 @@
 
 ``RUN/ddp``: 3 DDP steps. ``RUN/fsdp``: 3 FSDP steps without a break. ``RUN/resumed``: 2 FSDP
 steps, a checkpoint, a new Trainer that resumes and takes the third. The test compares the
-checkpoints; rank 0 writes the per-step losses to ``RUN/losses.json``.
+checkpoints; rank 0 writes the per-step losses to ``RUN/losses.json``. Every training run checks,
+on both ranks, that the weights moved from where they were before its steps.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _fake_data import FakeData
+from _weights_moved import assert_moved, snapshot
 from shareverse_env.models.pipeline import ShareVersePipeline
 from shareverse_env.models.training import TrainConfig, Trainer, finish_distributed
 from torch.distributed.tensor import DTensor
@@ -33,9 +35,12 @@ def train(folder: str, parallel: str, steps: int, **kwargs) -> tuple[Trainer, li
     )
     trainer = Trainer(pipe, FakeData(), run / folder, cfg, progress=False)
     assert trainer.world == 2, trainer.world
+    assert trainer.step < steps, f"{folder}: resumed at step {trainer.step}, nothing to train"
+    before = snapshot(trainer)  # after the broadcast from rank 0 (or the resume)
     losses = []
     while trainer.step < steps:
         losses.append(trainer.train_step()["loss"])
+    assert_moved(trainer, before)
     trainer.save()
     return trainer, losses
 

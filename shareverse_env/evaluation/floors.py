@@ -1,0 +1,124 @@
+"""Trivial floors that a generative model must beat: the conditioning frame, blurred or averaged.
+
+PSNR and SSIM reward blur when a prediction is uncertain, so repeating the sharp first frame is
+not the strongest trivial baseline: a blurred copy of it scores higher, and so may the first
+frame passed through the model's own VAE. These functions make such frames from the
+conditioning frame alone (the information the model has); the quality runner repeats them over
+every chunk (:mod:`.variants`).
+
+Every function works per camera view of a tiled frame ``(..., 2H, 2W, 3)`` (layout
+``[[front, rear], [left, right]]``), so no blur or average crosses the seam between two views.
+
+Example:
+    >>> frame = np.zeros((1, 8, 12, 3), np.uint8)
+    >>> frame[:, :4, :6] = 200  # the front view is bright, the others black
+    >>> mean_colour_views(frame)[0, :, :, 0].tolist()[0]
+    [200, 200, 200, 200, 200, 200, 0, 0, 0, 0, 0, 0]
+    >>> blurred = blur_views(frame, sigma=1.0)
+    >>> int(blurred[0, 0, 5, 0]), int(blurred[0, 0, 6, 0])  # no bleeding across the seam
+    (200, 0)
+    >>> BLUR_SIGMA
+    12.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..geometry import NEW_FRAMES_PER_CHUNK, tile_views, untile_views
+from .metrics import PSNR_CAP_DB, psnr
+
+BLUR_SIGMA = 12.0
+"""Gaussian σ (pixels, per view) of the ``repeat_blur`` floor.
+
+Chosen once by :func:`choose_blur_sigma` on the *training* split of ``data/eval`` (4 sequences,
+towns the validation split does not contain), as the σ of
+:data:`BLUR_SIGMA_CANDIDATES` whose blurred first frame, repeated over every chunk, has the highest
+mean PSNR against the truth: ``python scripts/choose_blur_sigma.py --data data/eval
+--split train`` (see docs/quality.md for the table it printed)."""
+
+BLUR_SIGMA_CANDIDATES: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0)
+"""The σ values :func:`choose_blur_sigma` tries by default."""
+
+
+def gaussian_blur(frames: np.ndarray, sigma: float) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` blurred per channel with a separable Gaussian (edges replicated).
+
+    ``sigma <= 0`` returns the frames unchanged.
+    """
+    if sigma <= 0:
+        return frames
+    radius = int(3 * sigma) + 1
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    n, h, w, _ = frames.shape
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().permute(0, 3, 1, 2)
+    x = x.reshape(n * 3, 1, h, w)
+    x = torch.nn.functional.pad(x, (radius,) * 4, mode="replicate")
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))
+    return x.reshape(n, 3, h, w).permute(0, 2, 3, 1).round().clamp(0, 255).byte().numpy()
+
+
+def _per_view(frames: np.ndarray, fn) -> np.ndarray:
+    """Apply ``fn`` to the views ``(M, H, W, 3)`` of tiled frames ``(..., 2H, 2W, 3)``."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim < 3 or frames.shape[-1] != 3:
+        raise TypeError(
+            f"expected uint8 tiled frames (..., 2H, 2W, 3); got {frames.dtype} {frames.shape}"
+        )
+    lead = frames.shape[:-3]
+    views = untile_views(frames.reshape(-1, *frames.shape[-3:]))  # (M, 4, H, W, 3)
+    out = fn(views.reshape(-1, *views.shape[-3:])).reshape(views.shape)
+    return tile_views(out).reshape(*lead, *frames.shape[-3:])
+
+
+def blur_views(frames: np.ndarray, sigma: float = BLUR_SIGMA) -> np.ndarray:
+    """Tiled uint8 frames ``(..., 2H, 2W, 3)`` with each camera view blurred on its own."""
+    return _per_view(frames, lambda v: gaussian_blur(v, sigma))
+
+
+def mean_colour_views(frames: np.ndarray) -> np.ndarray:
+    """Tiled uint8 frames with each camera view filled with its own mean colour."""
+
+    def fill(views: np.ndarray) -> np.ndarray:
+        mean = views.reshape(len(views), -1, 3).mean(axis=1).round().astype(np.uint8)
+        return np.broadcast_to(mean[:, None, None, :], views.shape).copy()
+
+    return _per_view(frames, fill)
+
+
+def choose_blur_sigma(
+    sequences: Iterable[np.ndarray],
+    sigmas: Sequence[float] = BLUR_SIGMA_CANDIDATES,
+) -> tuple[float, dict[float, float]]:
+    """The σ whose blurred first frame, repeated, best predicts each sequence's frames.
+
+    The floor repeats the episode's first frame over every chunk, so the score is taken as the
+    runner takes it: over the new frames of every whole chunk of the sequence.
+
+    Args:
+        sequences: each the true frames ``(A, T, 2H, 2W, 3)`` of one sequence (``T >= 29``).
+        sigmas: the candidates (``0`` is the sharp ``repeat`` baseline).
+
+    Returns:
+        ``(best σ, {σ: mean PSNR in dB})``; PSNR per frame capped at 60 dB as in the runner,
+        averaged over every new frame of every agent of every sequence.
+    """
+    scores: dict[float, list[float]] = {float(s): [] for s in sigmas}
+    for frames in sequences:
+        chunks = (frames.shape[1] - 1) // NEW_FRAMES_PER_CHUNK
+        truth = frames[:, 1 : 1 + chunks * NEW_FRAMES_PER_CHUNK]
+        for sigma in scores:
+            first = blur_views(frames[:, 0], sigma)
+            for a in range(len(frames)):
+                guess = np.broadcast_to(first[a], truth[a].shape)
+                scores[sigma].append(float(psnr(guess, truth[a], max_db=PSNR_CAP_DB).mean()))
+    if not any(scores.values()):
+        raise ValueError("choose_blur_sigma needs at least one sequence")
+    means = {s: float(np.mean(v)) for s, v in scores.items()}
+    return max(means, key=means.__getitem__), means
