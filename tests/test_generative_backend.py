@@ -1,8 +1,11 @@
 """The env on the generative backend (tiny random model): shapes, memory, determinism, options."""
 
+import doctest
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from pettingzoo.test import parallel_api_test
 from shareverse_env.wrappers import RecordVideo
 
@@ -113,6 +116,39 @@ def test_condition_on_replaces_the_conditioning_frames_and_nothing_else():
         with pytest.raises(ValueError, match=r"conditioning frames must be uint8 \(1, 64, 96, 3\)"):
             backend.condition_on(bad)
     assert np.array_equal(backend.conditioning_frames, before)
+
+
+def test_branch_returns_to_the_state_before_it():
+    """A chunk generated on a branch leaves no trace: memory, frames, clock and noise."""
+    backend = ShareVerseBackend(model="tiny")
+    with pytest.raises(RuntimeError, match="reset"):
+        with backend.branch():
+            pass
+    # A fresh raymap projection is zero (the model would ignore the plan): open it, as training does.
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in backend.pipeline.transformer.raymap_encoder.outputs.parameters():
+            p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+    start = np.zeros((1, 3))
+    given = np.random.default_rng(1).integers(0, 256, (1, *FRAME), dtype=np.uint8)
+    backend.reset(None, "clear_noon", start, {"images": given, "noise_seed": 0})
+    drive_plan = plan_chunk(start, DRIVE[None].astype(np.float64))
+    still_plan = plan_chunk(start, np.zeros((1, 3)))
+    reference = ShareVerseBackend(model=backend.pipeline)
+    reference.reset(None, "clear_noon", start, {"images": given, "noise_seed": 0})
+    with backend.branch():
+        still = backend.generate(still_plan, np.array([True]))
+        assert len(backend.memory) == 1 + NEW_FRAMES_PER_CHUNK
+    assert len(backend.memory) == 1 and np.array_equal(backend.conditioning_frames, given)
+    with pytest.raises(ZeroDivisionError), backend.branch():  # restored on errors too
+        backend.generate(still_plan, np.array([True]))
+        _ = 1 / 0
+    assert len(backend.memory) == 1
+    first = backend.generate(drive_plan, np.array([True]))
+    np.testing.assert_array_equal(first, reference.generate(drive_plan, np.array([True])))
+    assert not np.array_equal(still, first)  # the plan, not the noise, made the difference
+    second = backend.generate(drive_plan, np.array([True]))
+    np.testing.assert_array_equal(second, reference.generate(drive_plan, np.array([True])))
 
 
 def test_view_hw_mismatch_rejected():
@@ -243,3 +279,10 @@ def test_record_video(tmp_path):
 
 def test_parallel_api():
     parallel_api_test(make(terminate_on_collision=True), num_cycles=2)
+
+
+def test_doctests():
+    import shareverse_env.generative_backend as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

@@ -27,7 +27,7 @@ Example (the two baselines, which need no model, on a one-sequence dataset):
     >>> _ = write_dataset_info(root, dataset_info(num_agents=2, num_frames=29, view_hw=(32, 48),
     ...                        splits={"val": {"sequences": 1}}, generator={}))
     >>> result = evaluate_quality(root, "val", variants=["repeat", "repeat_oracle"],
-    ...                           progress=False)
+    ...                           progress=False, probes=())  # a random town: no probes
     >>> len(result.rows), result.variants, result.num_chunks
     (4, ['repeat', 'repeat_oracle'], 1)
 """
@@ -56,7 +56,7 @@ from ..models.pipeline import ShareVersePipeline
 from ..models.vae import encode_video
 from ..world.renderer import Renderer
 from .action_probes import PROBES, mean_abs_change, probe_plan, render_truth
-from .floors import BLUR_SIGMA, blur_views, mean_colour_views
+from .floors import BLUR_SIGMAS, blur_sigma, blur_views, mean_colour_views
 from .metrics import PSNR_CAP_DB, detail_ratio_tiled, psnr, ssim_tiled
 from .overlap import covisibility_masks
 from .variants import FLOORS, VARIANTS, Variant, build_pipelines
@@ -357,6 +357,17 @@ class _ConstantEpisode(Episode):
         return np.repeat(self.frames[:, None], NEW_FRAMES_PER_CHUNK, axis=1)
 
 
+class _BlurEpisode(Episode):
+    """``repeat_blur``: the first frame blurred by the chunk's :func:`~.floors.blur_sigma`."""
+
+    def __init__(self, first: np.ndarray) -> None:
+        self.blurred = {s: blur_views(first, s) for s in BLUR_SIGMAS}
+
+    def chunk(self, k, plan, truth, commit=True):
+        frames = self.blurred[blur_sigma(k)]
+        return np.repeat(frames[:, None], NEW_FRAMES_PER_CHUNK, axis=1)
+
+
 class _OracleEpisode(Episode):
     """``repeat_oracle``: the true frame at the chunk's start, repeated."""
 
@@ -414,7 +425,7 @@ def start_episode(
     if kind == "repeat":
         return _ConstantEpisode(first)
     if kind == "repeat_blur":
-        return _ConstantEpisode(blur_views(first, BLUR_SIGMA))
+        return _BlurEpisode(first)
     if kind == "mean_colour":
         return _ConstantEpisode(mean_colour_views(first))
     if kind == "repeat_oracle":
@@ -559,7 +570,7 @@ def evaluate_quality(
             "psnr_cap_db": PSNR_CAP_DB,
             "chunk_frames": CHUNK_FRAMES,
             "probes": probes,
-            "blur_sigma": BLUR_SIGMA,
+            "blur_sigmas": list(BLUR_SIGMAS),
         },
     )
     if renderer_for is None:

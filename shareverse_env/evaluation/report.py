@@ -299,6 +299,13 @@ def conclusions(result: QualityResult) -> list[str]:
     return lines
 
 
+def _sigmas(cfg: dict[str, Any]) -> str:
+    sigmas = cfg.get("blur_sigmas")
+    if not sigmas:
+        return "?"
+    return f"{sigmas[0]:g} in the first chunk, {sigmas[1]:g} after"
+
+
 def summary_markdown(result: QualityResult, command: str | None = None) -> str:
     """The whole ``summary.md``: settings, the table, the conclusions and the variants."""
     cfg = result.config
@@ -324,7 +331,7 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
         "",
         "*Floors* (made from the conditioning frame alone): "
         + ", ".join(f"`{f}`" for f in FLOORS)
-        + f" (blur σ = {cfg.get('blur_sigma', '?')} px per view). *response* = how much a "
+        + f" (blur σ = {_sigmas(cfg)} px per view). *response* = how much a "
         "variant's chunk changes when the plan changes, over how much the true chunk changes "
         "(1 like the world, 0 ignores the action); *follow* = PSNR under the true plan minus "
         "PSNR under the probe's plan, against the true chunk (positive: follows the action). "

@@ -22,7 +22,8 @@ the first frame is a floor, not only a sharp one):
 - ``repeat``: every frame of every chunk is the episode's conditioning frame. Autoregressively
   that is the last frame the baseline "generated", so it sees exactly what the model sees;
 - ``repeat_blur``: that frame blurred per camera view with a Gaussian of
-  :data:`~.floors.BLUR_SIGMA` pixels (chosen on training towns to maximise PSNR);
+  :data:`~.floors.BLUR_SIGMAS` pixels, one σ for the first chunk and one for the later
+  ones (chosen on training towns to maximise PSNR);
 - ``repeat_autoencoded``: that frame encoded as one image latent and decoded by the trained
   pipeline's VAE (as blurred as anything the model can decode);
 - ``mean_colour``: every camera view filled with that frame's mean colour in the view.
@@ -111,7 +112,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("repeat", "repeat the episode's conditioning frame", baseline="repeat", floor=True),
         Variant(
             "repeat_blur",
-            "repeat the conditioning frame blurred per view (Gaussian σ = BLUR_SIGMA px)",
+            "repeat the conditioning frame blurred per view (Gaussian σ = BLUR_SIGMAS px)",
             baseline="repeat_blur",
             floor=True,
         ),

@@ -20,7 +20,7 @@ from shareverse_env.models.loading import load_model
 from shareverse_env.data.reader import SequenceDataset
 from shareverse_env.evaluation import quality
 from shareverse_env.evaluation.action_probes import probe_plan, render_truth
-from shareverse_env.evaluation.floors import BLUR_SIGMA, blur_views, mean_colour_views
+from shareverse_env.evaluation.floors import blur_sigma, blur_views, mean_colour_views
 from shareverse_env.evaluation.metrics import psnr, ssim_tiled
 from shareverse_env.evaluation.overlap import covisibility_masks
 from shareverse_env.evaluation.quality import (
@@ -380,21 +380,22 @@ def test_model_rows_equal_a_direct_computation_on_the_samples(run, stored) -> No
 def test_floor_rows_equal_a_direct_computation(run, stored, pipe) -> None:
     first = stored.frames[:, 0]
     floors = {
-        "repeat_blur": blur_views(first, BLUR_SIGMA),
-        "mean_colour": mean_colour_views(first),
-        "repeat_autoencoded": autoencode_image(pipe, first),
+        "repeat_blur": [blur_views(first, blur_sigma(k)) for k in (0, 1)],
+        "mean_colour": [mean_colour_views(first)] * 2,
+        "repeat_autoencoded": [autoencode_image(pipe, first)] * 2,
     }
+    assert blur_sigma(0) != blur_sigma(1)  # the blur grows after the first chunk
     for r in run.rows:
         if r.variant not in floors:
             continue
         truth = stored.frames[r.agent, 1 + 28 * r.chunk : 29 + 28 * r.chunk]
-        guess = np.broadcast_to(floors[r.variant][r.agent], truth.shape)
+        guess = np.broadcast_to(floors[r.variant][r.chunk][r.agent], truth.shape)
         psnr_db, ssim_value = _direct_scores(guess, truth)
         assert r.psnr == pytest.approx(psnr_db) and r.ssim == pytest.approx(ssim_value)
     # Each floor is a different frame, none the sharp first frame.
-    assert not np.array_equal(floors["repeat_blur"], first)
-    assert not np.array_equal(floors["repeat_autoencoded"], first)
-    assert len(np.unique(floors["mean_colour"][0].reshape(-1, 3), axis=0)) <= 4
+    assert not np.array_equal(floors["repeat_blur"][0], first)
+    assert not np.array_equal(floors["repeat_autoencoded"][0], first)
+    assert len(np.unique(floors["mean_colour"][0][0].reshape(-1, 3), axis=0)) <= 4
 
 
 def test_best_floor_is_the_highest_floor(run) -> None:

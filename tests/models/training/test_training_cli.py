@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from shareverse_env.models.loading import load_model, load_pipeline
 from shareverse_env.models.training.cli import main as train_main
 
 import shareverse_env
@@ -49,12 +51,43 @@ def test_three_stages_then_the_env_runs_the_trained_pipeline(dataset: Path, tmp_
     for stage in ("vae", "stage1", "stage2"):
         assert (run / f"log_{stage}.csv").read_text().count("\n") == 3  # header + 2 steps
         assert (run / "checkpoints" / stage / "state.json").is_file()
-    env = shareverse_env.parallel_env(
-        backend="shareverse", model=str(run / "pipeline"), max_cycles=1
-    )
-    obs, _ = env.reset(seed=0)
-    obs, *_ = env.step({a: np.array([6.0, 0.0, 0.0], np.float32) for a in env.agents})
-    assert obs["agent_0"].shape == (64, 96, 3)
+    exported = load_pipeline(run / "pipeline")
+    initial = load_model("tiny")  # what --init tiny started from (the same config and seed)
+    # Training moved the weights: the VAE stage trained the VAE and calibrated its scaling
+    # factor, stages 1 and 2 the transformer. Two warm-up steps move them by ~5e-6 at most, so a
+    # bound far below the spread of a random init also shows that ``initial`` is where they began.
+    assert exported.vae.config.scaling_factor != initial.vae.config.scaling_factor
+    for component in ("vae", "transformer"):
+        trained = getattr(exported, component).state_dict()
+        start = getattr(initial, component).state_dict()
+        assert trained.keys() == start.keys(), component
+        moved = [k for k in trained if not torch.equal(trained[k], start[k])]
+        total = len(trained)
+        assert len(moved) > total // 2, f"{component}: {len(moved)} of {total} tensors trained"
+        distance = max(float((trained[k] - start[k]).abs().max()) for k in trained)
+        assert distance < 1e-2, f"{component} is {distance} from its initialisation"
+
+    def one_chunk(model) -> dict[str, np.ndarray]:
+        env = shareverse_env.parallel_env(backend="shareverse", model=model, max_cycles=1)
+        obs, _ = env.reset(seed=0)
+        obs, _, _, _, infos = env.step(
+            {a: np.array([6.0, 0.0, 0.0], np.float32) for a in env.agents}
+        )
+        assert obs["agent_0"].shape == (64, 96, 3)
+        return {a: info["frames"] for a, info in infos.items()}
+
+    frames = one_chunk(str(run / "pipeline"))
+    direct = one_chunk(exported)  # the export, loaded here and handed over as a pipeline
+    # The untrained initialisation with the calibrated scaling factor: only the weights differ.
+    initial.vae.register_to_config(scaling_factor=exported.vae.config.scaling_factor)
+    untrained = one_chunk(initial)
+    assert frames.keys() == direct.keys() == untrained.keys()
+    for agent, chunk in frames.items():
+        assert chunk.shape == (28, 64, 96, 3)
+        np.testing.assert_array_equal(chunk, direct[agent])
+        # Measured: 5.7% of the values differ (nearly all by one level) after 2 steps per stage.
+        changed = np.mean(chunk != untrained[agent])
+        assert changed > 0.01, f"{agent}: only {changed:.2%} of the values differ from untrained"
 
 
 def stage1_args(dataset: Path, out: Path, *extra: str) -> list[str]:
