@@ -10,6 +10,7 @@ again under other plans), and writes into ``--out``:
 - ``samples.npz``: the frames behind ``samples.png`` (``--report-only`` redraws from these);
 - ``summary.md``: the markdown table and the conclusions computed from the numbers;
 - ``drift.png``: PSNR and SSIM against the chunk index, per variant;
+- ``actions.png``: response and follow of every variant per action probe;
 - ``samples.png``: generated (trained) vs true frames of both agents for one sequence.
 
 Example::
@@ -32,6 +33,7 @@ from shareverse_env.evaluation.action_probes import PROBES
 from shareverse_env.evaluation.quality import DEFAULT_VARIANTS, QualityResult, evaluate_quality
 from shareverse_env.evaluation.report import (
     action_table,
+    plot_action_sensitivity,
     plot_drift,
     plot_samples,
     summary_markdown,
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         result.save_samples(out / "samples.npz")
     (out / "summary.md").write_text(summary_markdown(result, command))
     plot_drift(result, out / "drift.png")
+    plot_action_sensitivity(result, out / "actions.png")
     plot_samples(result, out / "samples.png")
     print(summary_table(result))
     if action_table(result):
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = result.config.get("seconds", 0)
     print(
         f"\nwrote {out}/: results.csv, results.json, samples.npz, summary.md, drift.png, "
-        f"samples.png ({seconds:.0f} s of evaluation)"
+        f"actions.png, samples.png ({seconds:.0f} s of evaluation)"
     )
     return 0
 

@@ -400,6 +400,44 @@ def plot_drift(result: QualityResult, path: str | os.PathLike) -> Path:
     return path
 
 
+def plot_action_sensitivity(result: QualityResult, path: str | os.PathLike) -> Path | None:
+    """``actions.png``: every variant's response and follow per action probe (bars).
+
+    Response 1 (dashed line) is the world's; 0 ignores the action. Returns ``None`` when no
+    probe ran.
+    """
+    summary = result.summary()
+    probes = [
+        p for p in PROBES if any(not math.isnan(s[f"response_{p}"]) for s in summary.values())
+    ]
+    if not probes:
+        return None
+    plt = _pyplot()
+    variants = list(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100)
+    x = np.arange(len(variants))
+    width = 0.8 / len(probes)
+    for j, probe in enumerate(probes):
+        for ax, key in zip(axes, ("response", "follow"), strict=True):
+            values = [summary[v][f"{key}_{probe}"] for v in variants]
+            ax.bar(x + (j - (len(probes) - 1) / 2) * width, values, width, label=probe)
+    axes[0].axhline(1.0, color="k", ls="--", lw=0.8)
+    axes[0].set_ylabel("response (chunk change / true change)")
+    axes[1].axhline(0.0, color="k", lw=0.8)
+    axes[1].set_ylabel("follow: PSNR true plan − probe plan (dB)")
+    for ax in axes:
+        ax.set_xticks(x)
+        ax.set_xticklabels(variants, rotation=30, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("Action sensitivity: does the chunk change with the plan as the truth does?")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def sample_columns(num_chunks: int, per_chunk: int = 3) -> list[int]:
     """Frame offsets (into the concatenated new frames) shown by :func:`plot_samples`.
 

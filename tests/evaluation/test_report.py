@@ -13,6 +13,7 @@ from shareverse_env.evaluation.quality import ChunkScore, QualityResult
 from shareverse_env.evaluation.report import (
     compare,
     conclusions,
+    plot_action_sensitivity,
     plot_drift,
     plot_samples,
     sample_columns,
@@ -153,6 +154,34 @@ def test_figures(tmp_path) -> None:
     result = _result({"trained": [15.0, 16.0], "repeat": [14.0, 15.5]})
     assert plot_drift(result, tmp_path / "drift.png").stat().st_size > 1000
     assert plot_samples(result, tmp_path / "none.png") is None  # no samples held
+    assert plot_action_sensitivity(result, tmp_path / "none.png") is None  # no probe ran
+    probed = QualityResult(
+        [
+            ChunkScore(
+                "000000",
+                "head_on",
+                "fog",
+                0,
+                0,
+                v,
+                16.0,
+                0.4,
+                16.0,
+                0.4,
+                0.5,
+                28,
+                0.5,
+                c,
+                10.0,
+                f,
+                c,
+                8.0,
+                f,
+            )
+            for v, c, f in (("trained", 2.0, 0.5), ("repeat", 0.0, 0.0))
+        ]
+    )
+    assert plot_action_sensitivity(probed, tmp_path / "actions.png").stat().st_size > 1000
     rng = np.random.default_rng(0)
     result.samples = {
         "variant": "trained",
@@ -179,6 +208,7 @@ def test_script_writes_every_output(tiny_dataset, tmp_path, capsys) -> None:
     args = ["--data", str(tiny_dataset[0]), "--out", str(out), "--no-progress", "--probes"]
     assert script.main([*args, "--variants", "repeat", "repeat_oracle"]) == 0
     names = {"results.csv", "results.json", "samples.npz", "summary.md", "drift.png", "samples.png"}
+    assert not (out / "actions.png").exists()  # no probe ran
     assert names <= {p.name for p in out.iterdir()}
     assert "| repeat_oracle |" in capsys.readouterr().out
     (out / "summary.md").unlink()
