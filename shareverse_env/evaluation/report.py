@@ -235,10 +235,20 @@ def beats_best_floor(result: QualityResult, variant: str, metrics: tuple[str, ..
     return f"{head}. " + "; ".join(parts) + "."
 
 
+RESPONSE_FOLLOWS = 0.5
+"""Response (chunk change over true change) from which a variant counts as following an action;
+a clear but smaller follow gain is reported as *barely*."""
+
+
 def follows_action(result: QualityResult, variant: str) -> str:
-    """One markdown sentence: the action probes of ``variant`` (response and follow ± s.e.)."""
+    """One markdown sentence: the action probes of ``variant`` (response and follow ± s.e.).
+
+    The verdict is *yes* when every probe's follow gain exceeds two standard errors and its
+    response reaches :data:`RESPONSE_FOLLOWS`; *barely* when some gain is clear or some response
+    reaches a tenth of that, but not both everywhere; *no* otherwise.
+    """
     stats = result.summary()[variant]
-    parts, clear = [], []
+    parts, clear, strong = [], [], []
     for probe in PROBES:
         gains = result.values(variant, f"follow_{probe}")
         gains = gains[~np.isnan(gains)]
@@ -247,13 +257,24 @@ def follows_action(result: QualityResult, variant: str) -> str:
         se = float(gains.std(ddof=1) / math.sqrt(len(gains))) if len(gains) > 1 else math.inf
         mean = float(gains.mean())
         clear.append(mean > 2 * se)
+        response = stats[f"response_{probe}"]
+        strong.append(not math.isnan(response) and response >= RESPONSE_FOLLOWS)
         parts.append(
             f"{probe}: response {_fmt(stats[f'response_{probe}'], '{:.2f}')}, follow "
             f"{mean:+.2f} ± {se:.2f} dB ({int((gains > 0).sum())}/{len(gains)} chunks positive)"
         )
     if not parts:
         return "not measured (no action probe ran)."
-    head = "yes" if all(clear) else "partly" if any(clear) else "no"
+    weak = [
+        not math.isnan(stats[f"response_{p}"]) and stats[f"response_{p}"] >= RESPONSE_FOLLOWS / 10
+        for p in PROBES
+    ]
+    if all(clear) and all(strong):
+        head = "yes"
+    elif any(clear) or any(weak):
+        head = "barely (its chunks change with the plan far less than the truth's)"
+    else:
+        head = "no"
     return f"{head}. " + "; ".join(parts) + "."
 
 
@@ -303,7 +324,7 @@ def _sigmas(cfg: dict[str, Any]) -> str:
     sigmas = cfg.get("blur_sigmas")
     if not sigmas:
         return "?"
-    return f"{sigmas[0]:g} in the first chunk, {sigmas[1]:g} after"
+    return f"{sigmas[0]:g} px per view in the first chunk, {sigmas[1]:g} px after"
 
 
 def summary_markdown(result: QualityResult, command: str | None = None) -> str:
@@ -331,7 +352,7 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
         "",
         "*Floors* (made from the conditioning frame alone): "
         + ", ".join(f"`{f}`" for f in FLOORS)
-        + f" (blur σ = {_sigmas(cfg)} px per view). *response* = how much a "
+        + f" (blur σ = {_sigmas(cfg)}). *response* = how much a "
         "variant's chunk changes when the plan changes, over how much the true chunk changes "
         "(1 like the world, 0 ignores the action); *follow* = PSNR under the true plan minus "
         "PSNR under the probe's plan, against the true chunk (positive: follows the action). "

@@ -59,6 +59,7 @@ import torch
 from ..models.cross_agent import CrossAgentAttention
 from ..models.loading import load_model
 from ..models.pipeline import ShareVersePipeline
+from .floors import BLUR_SIGMAS
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("repeat", "repeat the episode's conditioning frame", baseline="repeat", floor=True),
         Variant(
             "repeat_blur",
-            "repeat the conditioning frame blurred per view (Gaussian σ = BLUR_SIGMAS px)",
+            f"repeat the conditioning frame blurred per view (Gaussian σ = {BLUR_SIGMAS[0]:g} px "
+            f"in the first chunk, {BLUR_SIGMAS[1]:g} px after)",
             baseline="repeat_blur",
             floor=True,
         ),

@@ -146,7 +146,8 @@ def test_action_sensitivity_is_summarised_from_the_rows() -> None:
     assert stats["follow_still"] == pytest.approx(1.25) and stats["follow"] == pytest.approx(0.0)
     line = conclusions(result)[4]
     assert line.startswith("- **(d) trained follows the action** (1 = responds as the world")
-    assert "ignores it): partly. still: response 0.20, follow +1.25 ± 0.25 dB (2/2 chunks" in line
+    assert "ignores it): barely (its chunks change" in line  # one clear gain, responses < 0.5
+    assert "still: response 0.20, follow +1.25 ± 0.25 dB (2/2 chunks" in line
 
 
 def test_figures(tmp_path) -> None:
@@ -219,3 +220,36 @@ def test_script_writes_every_output(tiny_dataset, tmp_path, capsys) -> None:
 def test_doctests() -> None:
     result = doctest.testmod(report_module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_world_like_response_is_a_yes_and_none_is_a_no() -> None:
+    def rows(variant: str, change: float, follow: float) -> list[ChunkScore]:
+        return [
+            ChunkScore(
+                "000000",
+                "head_on",
+                "fog",
+                a,
+                0,
+                variant,
+                16.0,
+                0.4,
+                16.0,
+                0.4,
+                0.5,
+                28,
+                0.5,
+                change,
+                10.0,
+                follow + 0.1 * a,
+                change,
+                10.0,
+                follow + 0.1 * a,
+            )
+            for a in range(3)
+        ]
+
+    result = QualityResult(rows("trained", 9.0, 3.0) + rows("no_memory", 0.0, 0.0))
+    lines = [line for line in conclusions(result) if line.startswith("- **(d)")]
+    assert "follows the action** (1 = responds as the world does, 0 = ignores it): yes." in lines[0]
+    assert "ignores it): no." in lines[1]
