@@ -13,7 +13,7 @@
 # --vae-gradient-weight), STAGE2_MIN (5), BATCH (32), LR (1e-4),
 # MP (bf16 on cuda, else no), DEADLINE_S (0: none; stage 2 is cut so that the whole script ends
 # within this many seconds), EVAL_SEQUENCES (8: the `data/eval` recipe, 4 validation sequences
-# of 2 held-out towns; 0 skips the evaluation), EVAL_VARIANTS ("trained repeat"),
+# of 2 held-out towns; 0 skips the evaluation), EVAL_VARIANTS ("trained" and the four floors),
 # PYTHON (python3).
 #
 # Writes RUN/latents (the cache), RUN/checkpoints and RUN/pipeline (the run; fp32, EMA weights),
@@ -38,7 +38,7 @@ BATCH=${BATCH:-32}
 LR=${LR:-1e-4}
 DEADLINE_S=${DEADLINE_S:-0}
 EVAL_SEQUENCES=${EVAL_SEQUENCES:-8}
-read -r -a EVAL_VARIANTS <<<"${EVAL_VARIANTS:-trained repeat}"
+read -r -a EVAL_VARIANTS <<<"${EVAL_VARIANTS:-trained repeat repeat_blur repeat_autoencoded mean_colour}"
 if [[ $DEVICE == cuda* ]]; then MP=${MP:-bf16}; else MP=${MP:-no}; fi
 [[ -f $INIT/pipeline.json ]] || { echo "INIT=$INIT is not a pipeline folder" >&2; exit 2; }
 mkdir -p "$RUN"
