@@ -34,6 +34,14 @@ def _result(scores: dict[str, list[float]]) -> QualityResult:
     return QualityResult(rows, {"sequences": ["000000"]})
 
 
+def _probed(variant: str, agent: int, still: tuple, lateral: tuple) -> ChunkScore:
+    """A chunk-0 row with fixed scores and the probes' (change, true change, follow)."""
+    return ChunkScore(
+        "000000", "head_on", "fog", agent, 0, variant, 16.0, 0.4, 16.0, 0.4, 0.5, 28, 0.5,
+        *still, *lateral,
+    )  # fmt: skip
+
+
 def test_sign_test() -> None:
     assert sign_test(22, 24) == pytest.approx(2 * (1 + 24 + 276) / 2**24)
     assert sign_test(12, 24) == 1.0
@@ -113,31 +121,10 @@ def test_the_best_floor_is_the_one_to_beat() -> None:
 
 
 def test_action_sensitivity_is_summarised_from_the_rows() -> None:
-    rows = []
-    for i, (change, true_change, follow) in enumerate([(1.0, 10.0, 1.0), (3.0, 10.0, 1.5)]):
-        rows.append(
-            ChunkScore(
-                "000000",
-                "head_on",
-                "fog",
-                i,
-                0,
-                "trained",
-                16.0,
-                0.4,
-                16.0,
-                0.4,
-                0.5,
-                28,
-                0.5,
-                change,
-                true_change,
-                follow,
-                2 * change,
-                true_change,
-                -follow,
-            )
-        )
+    rows = [
+        _probed("trained", i, (change, true_change, follow), (2 * change, true_change, -follow))
+        for i, (change, true_change, follow) in enumerate([(1.0, 10.0, 1.0), (3.0, 10.0, 1.5)])
+    ]
     result = QualityResult(rows)
     stats = result.summary()["trained"]
     assert stats["response_still"] == pytest.approx(4.0 / 20.0)
@@ -157,31 +144,9 @@ def test_figures(tmp_path) -> None:
     assert plot_samples(result, tmp_path / "none.png") is None  # no samples held
     assert plot_action_sensitivity(result, tmp_path / "none.png") is None  # no probe ran
     probed = QualityResult(
-        [
-            ChunkScore(
-                "000000",
-                "head_on",
-                "fog",
-                0,
-                0,
-                v,
-                16.0,
-                0.4,
-                16.0,
-                0.4,
-                0.5,
-                28,
-                0.5,
-                c,
-                10.0,
-                f,
-                c,
-                8.0,
-                f,
-            )
-            for v, c, f in (("trained", 2.0, 0.5), ("repeat", 0.0, 0.0))
-        ]
-    )
+        [_probed(v, 0, (c, 10.0, f), (c, 8.0, f)) for v, c, f in (("trained", 2.0, 0.5),
+                                                                  ("repeat", 0.0, 0.0))]
+    )  # fmt: skip
     assert plot_action_sensitivity(probed, tmp_path / "actions.png").stat().st_size > 1000
     rng = np.random.default_rng(0)
     result.samples = {
@@ -224,30 +189,9 @@ def test_doctests() -> None:
 
 def test_a_world_like_response_is_a_yes_and_none_is_a_no() -> None:
     def rows(variant: str, change: float, follow: float) -> list[ChunkScore]:
-        return [
-            ChunkScore(
-                "000000",
-                "head_on",
-                "fog",
-                a,
-                0,
-                variant,
-                16.0,
-                0.4,
-                16.0,
-                0.4,
-                0.5,
-                28,
-                0.5,
-                change,
-                10.0,
-                follow + 0.1 * a,
-                change,
-                10.0,
-                follow + 0.1 * a,
-            )
-            for a in range(3)
-        ]
+        probe = (change, 10.0)
+        return [_probed(variant, a, (*probe, follow + 0.1 * a), (*probe, follow + 0.1 * a))
+                for a in range(3)]  # fmt: skip
 
     result = QualityResult(rows("trained", 9.0, 3.0) + rows("no_memory", 0.0, 0.0))
     lines = [line for line in conclusions(result) if line.startswith("- **(d)")]
