@@ -17,7 +17,7 @@ class RaymapEncoder(nn.Module):
     >>> enc = RaymapEncoder(dim=32, patch_size=2, injections=2)
     >>> enc(torch.randn(1, 3, 24, 4, 6)).shape
     torch.Size([2, 1, 18, 32])
-    >>> float(enc(torch.randn(1, 3, 24, 4, 6)).abs().max())
+    >>> float(enc(torch.randn(1, 3, 24, 4, 6)).detach().abs().max())
     0.0
     """
 

@@ -2,7 +2,9 @@
 
 Entry points:
 
-* :func:`parallel_env` — the ``ParallelEnv`` (all agents act at once, one 33-frame chunk per step).
+* :func:`parallel_env` — the ``ParallelEnv`` (all agents act at once; each step adds one chunk of
+  28 new frames per agent: a 33-frame window of 4 memory frames, the conditioning frame and 28
+  new ones).
 * :func:`env` — the same env as an AEC env (``pettingzoo.utils.parallel_to_aec``).
 * ``pettingzoo.make("parallel", "shareverse/ShareVerse-v0")`` (or ``"aec"``) through PettingZoo's
   registry, once ``shareverse_env`` is imported.

@@ -82,10 +82,24 @@ def _rank_device(device: str, world: int) -> torch.device:
 class Trainer:
     """Trains one stage of a run folder, resuming exactly where a previous call stopped.
 
-    Example (a few steps of the tiny model on any sequence source):
+    Example (two steps of the tiny model on a one-sequence dataset of random frames):
 
-    >>> trainer = Trainer(pipe, data, "runs/demo", TrainConfig(stage="stage1", steps=2))  # doctest: +SKIP
-    >>> trainer.run()  # doctest: +SKIP
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from shareverse_env.data.format import (SequenceData, dataset_info,
+    ...                                         write_dataset_info, write_sequence)
+    >>> from shareverse_env.data.reader import SequenceDataset
+    >>> from shareverse_env.models.loading import load_model
+    >>> root = tempfile.mkdtemp()
+    >>> frames = np.random.default_rng(0).integers(0, 256, (2, 49, 64, 96, 3), dtype=np.uint8)
+    >>> depth = np.full((2, 49, 64, 96), 10.0, np.float32)
+    >>> _ = write_sequence(root, "train", 0, SequenceData(frames, depth, np.zeros((2, 49, 3)), {}))
+    >>> _ = write_dataset_info(root, dataset_info(num_agents=2, num_frames=49, view_hw=(32, 48),
+    ...                        splits={"train": {"sequences": 1}}, generator={}))
+    >>> trainer = Trainer(load_model("tiny"), SequenceDataset(root, "train"), f"{root}/run",
+    ...                   TrainConfig(stage="stage1", steps=2), progress=False)
+    >>> trainer.run()["step"]
+    2
 
     ``latents``: a latent cache folder (or :class:`~.latent_cache.LatentCache`) built from
     ``data`` (a ``SequenceDataset``) with this pipeline's VAE; stage 1 and 2 then read chunk and
