@@ -19,6 +19,7 @@ from shareverse_env.wrappers import RecordVideo
 from tqdm import tqdm
 
 import shareverse_env
+from shareverse_env.backends import backend_names
 from shareverse_env.scenarios import SCENARIOS
 from shareverse_env.world.weather import WEATHERS
 
@@ -34,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--weather", choices=sorted(WEATHERS), default="clear_noon")
     parser.add_argument(
         "--backend",
-        choices=["auto", "world", "shareverse"],
+        choices=["auto", *backend_names()],
         default="auto",
         help="auto: the shipped trained model when installed, else the exact renderer",
     )
@@ -59,7 +60,7 @@ def main() -> None:
         raise SystemExit(f"--out must end in .mp4; got {args.out}")
     env = shareverse_env.parallel_env(
         backend=args.backend,
-        **({"model": args.model} if args.backend != "world" else {}),
+        model=args.model,
         num_agents=args.agents,
         max_cycles=args.chunks,
         scenario=args.scenario,

@@ -1,17 +1,30 @@
 """Saving and loading pipelines, and building the full-size model from a CogVideoX folder.
 
-A pipeline folder holds ``transformer/`` and ``vae/`` (diffusers ``config.json`` +
-``diffusion_pytorch_model.safetensors``), ``scheduler/scheduler_config.json`` and
-``pipeline.json`` (view size, rig, sampler defaults). Nothing here unpickles: weights are read
-only from safetensors, and a folder without them is refused.
+This module owns the pipeline folder format. A pipeline folder holds ``transformer/`` and
+``vae/`` (diffusers ``config.json`` + ``diffusion_pytorch_model.safetensors``),
+``scheduler/scheduler_config.json`` and ``pipeline.json`` (:class:`PipelineMeta`: view size,
+rig, sampler defaults). Nothing here unpickles: weights are read only from safetensors, and a
+folder without them is refused. :meth:`ShareVersePipeline.save_pretrained
+<shareverse_env.models.pipeline.ShareVersePipeline.save_pretrained>` and ``from_pretrained`` are
+:func:`save_pipeline` and :func:`load_pipeline`.
+
+Example (the description of a tiny pipeline, as ``pipeline.json`` stores it):
+
+>>> meta = PipelineMeta.of(ShareVersePipeline.from_config_name("tiny"))
+>>> data = meta.to_json()
+>>> data["format"], data["view_hw"], data["num_inference_steps"]
+('shareverse-pipeline', [32, 48], 2)
+>>> PipelineMeta.from_json(data) == meta
+True
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
@@ -30,6 +43,89 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 SHARDED_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 
 
+def is_pipeline_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` looks like a pipeline folder (it has a ``pipeline.json``)."""
+    return (Path(folder) / PIPELINE_FILE).is_file()
+
+
+@dataclass(frozen=True)
+class PipelineMeta:
+    """``pipeline.json``: what a pipeline holds besides its diffusers components.
+
+    ``view_hw`` one camera view's size, ``rig`` the camera rig its raymaps describe,
+    ``num_inference_steps`` and ``guidance_scale`` the sampler defaults.
+    """
+
+    view_hw: tuple[int, int]
+    rig: CameraRig = field(default_factory=CameraRig)
+    num_inference_steps: int = 8
+    guidance_scale: float = 1.0
+
+    FORMAT: ClassVar[str] = "shareverse-pipeline"
+    VERSION: ClassVar[int] = 1
+
+    @classmethod
+    def of(cls, pipe: ShareVersePipeline) -> PipelineMeta:
+        """The description of ``pipe``."""
+        return cls(pipe.view_hw, pipe.rig, pipe.num_inference_steps, pipe.guidance_scale)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``pipeline.json``."""
+        return {
+            "format": self.FORMAT,
+            "version": self.VERSION,
+            "view_hw": list(self.view_hw),
+            "rig": {
+                "mount_height": self.rig.mount_height,
+                "offsets": [list(o) for o in self.rig.offsets],
+                "hfov_deg": self.rig.hfov_deg,
+            },
+            "num_inference_steps": self.num_inference_steps,
+            "guidance_scale": self.guidance_scale,
+        }
+
+    @classmethod
+    def from_json(
+        cls, data: dict[str, Any], path: str | os.PathLike[str] = PIPELINE_FILE
+    ) -> PipelineMeta:
+        """Parse a ``pipeline.json`` object; errors name ``path``. A missing ``rig`` is the
+        default rig; a missing ``guidance_scale`` is 1."""
+        if data.get("format") != cls.FORMAT:
+            raise ValueError(f"{path} is not a ShareVerse pipeline description")
+        missing_keys = [k for k in ("view_hw", "num_inference_steps") if k not in data]
+        rig_meta = data.get("rig", {})
+        missing_keys += [
+            f"rig.{k}"
+            for k in ("mount_height", "offsets", "hfov_deg")
+            if rig_meta and k not in rig_meta
+        ]
+        if missing_keys:
+            raise ValueError(f"{path} lacks {', '.join(missing_keys)}")
+        rig = CameraRig()
+        if rig_meta:
+            rig = CameraRig(
+                mount_height=float(rig_meta["mount_height"]),
+                offsets=tuple(tuple(float(v) for v in o) for o in rig_meta["offsets"]),
+                hfov_deg=float(rig_meta["hfov_deg"]),
+            )
+        return cls(
+            view_hw=tuple(data["view_hw"]),
+            rig=rig,
+            num_inference_steps=int(data["num_inference_steps"]),
+            guidance_scale=float(data.get("guidance_scale", 1.0)),
+        )
+
+    def write(self, folder: str | os.PathLike[str]) -> None:
+        """Write ``folder/pipeline.json`` (inside :func:`save_pipeline`'s temporary folder)."""
+        (Path(folder) / PIPELINE_FILE).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike[str]) -> PipelineMeta:
+        """Read and check ``folder/pipeline.json``."""
+        path = Path(folder) / PIPELINE_FILE
+        return cls.from_json(_read_json(path), path)
+
+
 def save_pipeline(pipe: ShareVersePipeline, folder: str | os.PathLike[str]) -> None:
     """Write ``pipe`` to ``folder`` atomically (a sibling temporary folder, then a rename)."""
     folder = Path(folder)
@@ -39,19 +135,7 @@ def save_pipeline(pipe: ShareVersePipeline, folder: str | os.PathLike[str]) -> N
         pipe.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)
         pipe.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         pipe.scheduler.save_pretrained(tmp / "scheduler")
-        meta = {
-            "format": "shareverse-pipeline",
-            "version": 1,
-            "view_hw": list(pipe.view_hw),
-            "rig": {
-                "mount_height": pipe.rig.mount_height,
-                "offsets": [list(o) for o in pipe.rig.offsets],
-                "hfov_deg": pipe.rig.hfov_deg,
-            },
-            "num_inference_steps": pipe.num_inference_steps,
-            "guidance_scale": pipe.guidance_scale,
-        }
-        (tmp / PIPELINE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        PipelineMeta.of(pipe).write(tmp)
 
 
 def _require(folder: Path, relative: list[str]) -> None:
@@ -108,39 +192,21 @@ def load_pipeline(
             "scheduler/scheduler_config.json",
         ],
     )
-    meta = _read_json(folder / PIPELINE_FILE)
-    if meta.get("format") != "shareverse-pipeline":
-        raise ValueError(f"{folder / PIPELINE_FILE} is not a ShareVerse pipeline description")
-    missing_keys = [k for k in ("view_hw", "num_inference_steps") if k not in meta]
-    rig_meta = meta.get("rig", {})
-    missing_keys += [
-        f"rig.{k}"
-        for k in ("mount_height", "offsets", "hfov_deg")
-        if rig_meta and k not in rig_meta
-    ]
-    if missing_keys:
-        raise ValueError(f"{folder / PIPELINE_FILE} lacks {', '.join(missing_keys)}")
+    meta = PipelineMeta.read(folder)
     transformer = _load_component(ShareVerseTransformer, folder / "transformer")
     vae = _load_component(AutoencoderKLCogVideoX, folder / "vae")
     try:
         scheduler = CogVideoXDDIMScheduler.from_pretrained(folder / "scheduler")
     except (OSError, ValueError) as err:
         raise ValueError(f"could not load {folder / 'scheduler'}: {err}") from err
-    rig = CameraRig()
-    if rig_meta:
-        rig = CameraRig(
-            mount_height=float(rig_meta["mount_height"]),
-            offsets=tuple(tuple(float(v) for v in o) for o in rig_meta["offsets"]),
-            hfov_deg=float(rig_meta["hfov_deg"]),
-        )
     pipe = ShareVersePipeline(
         transformer,
         vae,
         scheduler,
-        tuple(meta["view_hw"]),
-        rig=rig,
-        num_inference_steps=int(meta.get("num_inference_steps", 8)),
-        guidance_scale=float(meta.get("guidance_scale", 1.0)),
+        meta.view_hw,
+        rig=meta.rig,
+        num_inference_steps=meta.num_inference_steps,
+        guidance_scale=meta.guidance_scale,
     )
     return pipe.to(device, dtype)
 
@@ -229,7 +295,7 @@ def load_model(
     if isinstance(model, ShareVersePipeline):
         return model.to(device)
     if model is None:
-        if not (SHIPPED_WEIGHTS / PIPELINE_FILE).is_file():
+        if not is_pipeline_folder(SHIPPED_WEIGHTS):
             raise FileNotFoundError(
                 "this install has no trained ShareVerse weights (expected at "
                 f"{SHIPPED_WEIGHTS}); pass model='tiny' or 'small' for a random model, or the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,12 @@ from shareverse_env.geometry import (
     raymaps,
 )
 
+from .conditioning import (
+    CHUNK_LATENT_FRAMES,
+    ChunkConditioning,
+    pad_image_latents,
+    transformer_in_channels,
+)
 from .configs import build_scheduler, build_transformer, build_vae, get_spec
 from .transformer import MemoryContext, ShareVerseTransformer
 from .vae import decode_chunk, encode_images
@@ -63,6 +70,16 @@ class _CheckedRequest:
     @property
     def memory_frames(self) -> int:
         return 0 if self.memory_poses is None else self.memory_poses.shape[1]
+
+
+@dataclass
+class _EncodedWorld:
+    """One world after the ``encode`` phase, on the device: image latents ``(1, N, F, C, h, w)``,
+    raymaps ``(1, N, F, 24, h, w)`` and memory raymaps ``(N, M, 24, h, w)`` (or ``None``)."""
+
+    image_latents: torch.Tensor
+    raymaps: torch.Tensor
+    memory_raymaps: torch.Tensor | None
 
 
 @dataclass
@@ -129,10 +146,11 @@ class ShareVersePipeline:
                 f"{cfg.sample_width * 8} frames)"
             )
         latent_channels = vae.config.latent_channels
-        if cfg.in_channels != 2 * latent_channels or cfg.out_channels != latent_channels:
+        in_channels = transformer_in_channels(latent_channels)
+        if cfg.in_channels != in_channels or cfg.out_channels != latent_channels:
             raise ValueError(
                 f"transformer channels (in {cfg.in_channels}, out {cfg.out_channels}) do not fit "
-                f"a VAE with {latent_channels} latent channels (expected in {2 * latent_channels},"
+                f"a VAE with {latent_channels} latent channels (expected in {in_channels},"
                 f" out {latent_channels})"
             )
         self.transformer = transformer.eval()
@@ -155,14 +173,21 @@ class ShareVersePipeline:
         return cls(transformer, vae, build_scheduler(**spec.scheduler), spec.view_hw, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, folder: str, **kwargs: Any) -> ShareVersePipeline:
-        """Load a folder written by :meth:`save_pretrained` (safetensors + JSON only)."""
+    def from_pretrained(
+        cls,
+        folder: str | os.PathLike[str],
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> ShareVersePipeline:
+        """Load a folder written by :meth:`save_pretrained` (safetensors + JSON only), then move
+        it to ``device`` / ``dtype``; see :func:`~shareverse_env.models.loading.load_pipeline`."""
         from .loading import load_pipeline
 
-        return load_pipeline(folder, **kwargs)
+        return load_pipeline(folder, device=device, dtype=dtype)
 
-    def save_pretrained(self, folder: str) -> None:
-        """Write transformer, VAE, scheduler and ``pipeline.json`` atomically to ``folder``."""
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
+        """Write transformer, VAE, scheduler and ``pipeline.json`` atomically to ``folder``;
+        see :func:`~shareverse_env.models.loading.save_pipeline`."""
         from .loading import save_pipeline
 
         save_pipeline(self, folder)
@@ -342,20 +367,9 @@ class ShareVersePipeline:
         guidance = self.guidance_scale if guidance_scale is None else float(guidance_scale)
         if guidance > 1.0 and prompt_embeds is None:
             raise ValueError("guidance_scale > 1 needs prompt_embeds (there is nothing to guide)")
-        channels = self.vae.config.latent_channels
-        h, w = self.latent_hw
-        device, dtype = self.device, self.dtype
-        frames_lat = (CHUNK_FRAMES - 1) // 4 + 1
 
         start = time.perf_counter()
-        image_latents, rays, mem_rays = [], [], []
-        for c in checked:
-            image = torch.zeros(1, c.agents, frames_lat, channels, h, w, device=device, dtype=dtype)
-            image[0, :, 0] = self.encode_frames(c.images)
-            image_latents.append(image)
-            chunk_rays, memory_rays = self.chunk_raymaps(c.poses, c.memory_poses)
-            rays.append(chunk_rays[None])
-            mem_rays.append(memory_rays)
+        encoded = [self._encode_world(c) for c in checked]
         timings["encode"] = time.perf_counter() - start
 
         # Worlds that can share one tensor: same agent count and memory length (0: no memory).
@@ -364,20 +378,103 @@ class ShareVersePipeline:
             groups.setdefault((c.agents, c.memory_frames), []).append(i)
 
         start = time.perf_counter()
-        contexts: dict[tuple[int, int], MemoryContext | None] = {}
-        for key, members in groups.items():
-            context = None
-            if key[1] > 0:
-                mem = torch.stack([requests[i].memory.latents for i in members]).to(device, dtype)
-                states = torch.cat([mem, mem], dim=3)  # clean latent in both slots
-                mem_in = torch.stack([mem_rays[i] for i in members])
-                context = self.transformer.encode_memory(states, mem_in)
-                if guidance > 1.0:  # the unconditional half reads the same memory
-                    context = context.repeat(2)
-            contexts[key] = context
+        conditioning = {
+            key: self._group_conditioning(members, encoded, requests)
+            for key, members in groups.items()
+        }
+        contexts = {key: self._memory_context(cond, guidance) for key, cond in conditioning.items()}
         timings["memory"] = time.perf_counter() - start
 
         start = time.perf_counter()
+        final = self._denoise(
+            groups,
+            conditioning,
+            contexts,
+            [(c.agents, r.generator) for c, r in zip(checked, requests, strict=True)],
+            steps,
+            guidance,
+            prompt_embeds,
+            negative_prompt_embeds,
+            progress,
+        )
+        timings["denoise"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        # The VAE runs world by world: its activations (frames × pixels × channels) are what
+        # grows, and decoding 4 worlds at once took twice as long as one by one on the CPU.
+        new_frames = [self.decode_latents(lat)[:, 1:] for lat in final]  # (N, 28, 2H, 2W, 3)
+        timings["decode"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        frame_latents: list[torch.Tensor | None] = [None] * len(requests)
+        if encode_for_memory:
+            frame_latents = [self._archive_latents(frames) for frames in new_frames]
+        timings["archive"] = time.perf_counter() - start
+        return [
+            ChunkOutput(frames, frame_lat, lat, dict(timings))
+            for frames, frame_lat, lat in zip(new_frames, frame_latents, final, strict=True)
+        ]
+
+    # ------------------------------------------------------------------ phases of generate_batch
+    def _encode_world(self, checked: _CheckedRequest) -> _EncodedWorld:
+        """Phase ``encode``: one world's image latents and raymaps, on the device."""
+        device, dtype = self.device, self.dtype
+        cond = self.encode_frames(checked.images)[None].to(device, dtype)  # (1, N, C, h, w)
+        chunk_rays, memory_rays = self.chunk_raymaps(checked.poses, checked.memory_poses)
+        return _EncodedWorld(
+            pad_image_latents(cond, CHUNK_LATENT_FRAMES), chunk_rays[None], memory_rays
+        )
+
+    def _group_conditioning(
+        self,
+        members: list[int],
+        encoded: list[_EncodedWorld],
+        requests: Sequence[ChunkRequest],
+    ) -> ChunkConditioning:
+        """The conditioning of the worlds ``members`` (same agent count and memory length),
+        stacked on the batch dimension in that order."""
+        memory_latents = memory_raymaps = None
+        if encoded[members[0]].memory_raymaps is not None:
+            device, dtype = self.device, self.dtype
+            memory_latents = torch.stack([requests[i].memory.latents for i in members])
+            memory_latents = memory_latents.to(device, dtype)
+            memory_raymaps = torch.stack([encoded[i].memory_raymaps for i in members])
+        return ChunkConditioning(
+            image_latents=torch.cat([encoded[i].image_latents for i in members]),
+            raymaps=torch.cat([encoded[i].raymaps for i in members]),
+            memory_latents=memory_latents,
+            memory_raymaps=memory_raymaps,
+        )
+
+    def _memory_context(
+        self, conditioning: ChunkConditioning, guidance: float
+    ) -> MemoryContext | None:
+        """Phase ``memory``: the memory's keys and values, computed once for all steps."""
+        states = conditioning.memory_states()
+        if states is None:
+            return None
+        context = self.transformer.encode_memory(states, conditioning.memory_raymaps)
+        if guidance > 1.0:  # the unconditional half reads the same memory
+            context = context.repeat(2)
+        return context
+
+    def _denoise(
+        self,
+        groups: dict[tuple[int, int], list[int]],
+        conditioning: dict[tuple[int, int], ChunkConditioning],
+        contexts: dict[tuple[int, int], MemoryContext | None],
+        worlds: list[tuple[int, torch.Generator | None]],
+        steps: int,
+        guidance: float,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+        progress: bool,
+    ) -> list[torch.Tensor]:
+        """Phase ``denoise``: DDIM from fresh noise; ``worlds`` (agent count, generator) in
+        request order. Returns each world's latents ``(N, F_lat, C, h, w)`` in request order."""
+        channels = self.vae.config.latent_channels
+        h, w = self.latent_hw
+        device, dtype = self.device, self.dtype
         text = None if prompt_embeds is None else prompt_embeds.to(device, dtype)
         negative = None
         if guidance > 1.0:
@@ -388,76 +485,43 @@ class ShareVersePipeline:
         # whether it is sampled alone or in a batch.
         noise = [
             torch.randn(
-                (1, c.agents, frames_lat, channels, h, w),
-                generator=requests[i].generator,
+                (1, agents, CHUNK_LATENT_FRAMES, channels, h, w),
+                generator=generator,
                 dtype=torch.float32,
             ).to(device, dtype)
             * self.scheduler.init_noise_sigma
-            for i, c in enumerate(checked)
+            for agents, generator in worlds
         ]
         latents = {key: torch.cat([noise[i] for i in members]) for key, members in groups.items()}
-        cond_in = {k: torch.cat([image_latents[i] for i in m]) for k, m in groups.items()}
-        ray_in = {k: torch.cat([rays[i] for i in m]) for k, m in groups.items()}
         for t in tqdm(self.scheduler.timesteps, desc="denoise", disable=not progress, leave=False):
-            for key, members in groups.items():
+            for key in groups:
                 latents[key] = self._denoise_step(
-                    latents[key],
-                    t,
-                    cond_in[key],
-                    ray_in[key],
-                    text,
-                    negative,
-                    guidance,
-                    contexts[key],
-                    len(members),
+                    latents[key], t, conditioning[key], contexts[key], text, negative, guidance
                 )
-        timings["denoise"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        final: list[torch.Tensor] = [torch.empty(0)] * len(requests)
+        final: list[torch.Tensor] = [torch.empty(0)] * len(worlds)
         for key, members in groups.items():
             for row, i in enumerate(members):
                 final[i] = latents[key][row]  # (N, F_lat, C, h, w)
-        # The VAE runs world by world: its activations (frames × pixels × channels) are what
-        # grows, and decoding 4 worlds at once took twice as long as one by one on the CPU.
-        new_frames = [self.decode_latents(lat)[:, 1:] for lat in final]  # (N, 28, 2H, 2W, 3)
-        timings["decode"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        frame_latents: list[torch.Tensor | None] = [None] * len(requests)
-        if encode_for_memory:
-            frame_latents = [
-                self.encode_frames(frames.reshape(-1, *self.frame_shape)).reshape(
-                    len(frames), CHUNK_FRAMES - 1, channels, h, w
-                )
-                for frames in new_frames
-            ]
-        timings["archive"] = time.perf_counter() - start
-        return [
-            ChunkOutput(frames, frame_lat, lat, dict(timings))
-            for frames, frame_lat, lat in zip(new_frames, frame_latents, final, strict=True)
-        ]
+        return final
 
     def _denoise_step(
         self,
         latents: torch.Tensor,
         t: torch.Tensor,
-        image_latents: torch.Tensor,
-        rays: torch.Tensor,
+        conditioning: ChunkConditioning,
+        context: MemoryContext | None,
         text: torch.Tensor | None,
         negative: torch.Tensor | None,
         guidance: float,
-        context: MemoryContext | None,
-        worlds: int,
     ) -> torch.Tensor:
         """One DDIM step of ``latents (worlds, N, F, C, h, w)``; ``context`` is already doubled
         for classifier-free guidance."""
-        model_in = self.scheduler.scale_model_input(latents, t)
-        model_in = torch.cat([model_in, image_latents], dim=3)
-        ray_in = rays
+        worlds = latents.shape[0]
+        model_in = conditioning.hidden_states(self.scheduler.scale_model_input(latents, t))
+        ray_in = conditioning.raymaps
         text_in = None if text is None else text.expand(worlds, -1, -1)
         if guidance > 1.0:
-            model_in, ray_in = torch.cat([model_in] * 2), torch.cat([rays] * 2)
+            model_in, ray_in = torch.cat([model_in] * 2), torch.cat([ray_in] * 2)
             text_in = torch.cat([negative.expand(worlds, -1, -1), text_in])
         timestep = t.expand(model_in.shape[0]).to(model_in.device)
         pred = self.transformer(
@@ -471,6 +535,14 @@ class ShareVersePipeline:
             uncond, cond_pred = pred.chunk(2)
             pred = uncond + guidance * (cond_pred - uncond)
         return self.scheduler.step(pred, t, latents, return_dict=False)[0]
+
+    def _archive_latents(self, frames: np.ndarray) -> torch.Tensor:
+        """Phase ``archive``: new frames ``(N, 28, 2H, 2W, 3)`` → image latents ``(N, 28, C, h, w)``."""
+        channels = self.vae.config.latent_channels
+        h, w = self.latent_hw
+        return self.encode_frames(frames.reshape(-1, *self.frame_shape)).reshape(
+            len(frames), CHUNK_FRAMES - 1, channels, h, w
+        )
 
     def _check_request(self, request: ChunkRequest, prefix: str | None) -> _CheckedRequest:
         """Validate one world's inputs; ``prefix`` names the request in a batch's errors."""

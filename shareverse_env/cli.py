@@ -28,14 +28,13 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, parallel_env
-from .backends import default_backend_name, shipped_weights_folder
+from .backends import backend_class, backend_names, default_backend_name, shipped_weights_folder
 from .env import ACTION_FIELDS
 from .geometry import NEW_FRAMES_PER_CHUNK, VIEW_NAMES
 from .policies.actor_critic import load_policy, read_policy_sidecar, wrap_for_policy
 from .scenarios import SCENARIOS
 from .world.weather import WEATHERS
 
-BACKEND_CHOICES = ("auto", "world", "shareverse")
 POLICY_NAMES = ("random", "expert", "still")
 
 _MAIN_EPILOG = """\
@@ -105,7 +104,7 @@ def _add_env_arguments(parser: argparse.ArgumentParser, agents_default: int = 2)
     group = parser.add_argument_group("env")
     group.add_argument(
         "--backend",
-        choices=BACKEND_CHOICES,
+        choices=("auto", *backend_names()),  # registered backends included
         default="auto",
         help="auto (default): the shipped generative model when installed, else the exact "
         "renderer; world: the exact renderer; shareverse: the generative model (see --model)",
@@ -219,8 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _make_env(parser: argparse.ArgumentParser, args: argparse.Namespace, **kwargs: Any) -> Any:
     """The env of the flags; bad combinations become a one-line usage error."""
-    if args.model is not None and args.backend == "world":
-        parser.error("--model is only used by the generative backends (auto, shareverse)")
+    if (
+        args.model is not None
+        and args.backend != "auto"
+        and not backend_class(args.backend).takes_model
+    ):
+        parser.error(f"--model is only used by backends that take a model, not {args.backend}")
     options: dict[str, Any] = {
         "backend": args.backend,
         "num_agents": args.agents,
@@ -363,8 +366,11 @@ def rollout(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _weights_lines(env: Any, args: argparse.Namespace) -> list[str]:
     backend = env.unwrapped.backend
-    if backend.name == "world":
-        return ["weights: none (the exact renderer of the procedural town)"]
+    if not type(backend).takes_model:
+        what = (
+            "the exact renderer of the procedural town" if backend.name == "world" else "no model"
+        )
+        return [f"weights: none ({what})"]
     pipe = getattr(backend, "pipeline", None)
     params = ""
     if pipe is not None:

@@ -44,7 +44,7 @@ import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from .backends import Backend, default_backend_name, make_backend
+from .backends import Backend, FirstFrames, WorldBackend, backend_class, default_backend_name
 from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses, plan_chunk
 from .rewards import RewardConfig, chunk_reward
 from .scenarios import SCENARIOS, TRAVEL_RANGE, check_travel_range, make_scenario
@@ -71,9 +71,12 @@ class EnvConfig:
     Attributes:
         backend: ``"auto"`` (default: the generative model when trained weights are shipped or
             ``model`` is given, else the exact renderer), ``"world"`` (exact renderer),
-            ``"shareverse"`` (the generative model) or a :class:`~shareverse_env.backends.Backend`.
-        model: for ``backend="shareverse"``: ``None`` (the shipped weights), a config name
-            (``"tiny"``, ``"small"``: random weights), a pipeline folder or a pipeline object.
+            ``'shareverse'`` (the generative model), any name added with
+            :func:`~shareverse_env.backends.register_backend`, or a
+            :class:`~shareverse_env.backends.Backend` instance.
+        model: for a backend that takes a model (``'shareverse'``): ``None`` (the shipped
+            weights), a config name (``"tiny"``, ``"small"``: random weights), a pipeline folder
+            or a pipeline object.
         backend_options: extra keywords of the backend (e.g. ``memory_source``,
             ``num_inference_steps``, ``device`` for the generative one).
         num_agents: cars in the shared world (≥ 1).
@@ -82,8 +85,9 @@ class EnvConfig:
         weather: a preset name; ``None`` draws one per reset.
         town_seed: ``None`` draws a town per reset from the reset seed.
         town_blocks: size of the generated road grid, in blocks.
-        view_hw: ``(H, W)`` of each camera view; multiples of 16. ``None``: ``(64, 96)`` for the
-            world backend, the model's own size for the generative one.
+        view_hw: ``(H, W)`` of each camera view; multiples of 16. ``None``: the backend's
+            :attr:`~shareverse_env.backends.Backend.default_view_hw` (``(64, 96)`` for the world
+            backend, the model's own size for the generative one).
         invalid_action: ``"raise"`` (default) rejects out-of-bounds actions; ``"clip"`` clips them.
             Non-finite or malformed actions always raise.
         terminate_on_collision: end an agent's episode when it collides. When ``False`` the car
@@ -139,13 +143,27 @@ class EnvConfig:
 
 
 @dataclass(frozen=True)
-class _StepPlan:
-    """A validated, planned step: what the backend renders and what the rewards need."""
+class StepPlan:
+    """A validated, planned step (:meth:`ShareVerseParallelEnv.plan_step`): what the backend
+    renders and what the rewards need.
 
-    actions: np.ndarray  # (N, 3) clipped actions, zeros for done agents
-    live: np.ndarray  # indices of the agents that act
-    poses: np.ndarray  # (N, 29, 3) every car's chunk; done cars stand still
-    collisions: list[Any]  # per agent: the first collision of the chunk or None
+    Attributes:
+        actions: ``(N, 3)`` the actions as used (clipped), zeros for done agents.
+        live: indices of the agents that act.
+        poses: ``(N, 29, 3)`` every car's chunk; done cars stand still.
+        collisions: per agent, the first collision of the chunk or ``None``.
+        backend_poses: the poses to pass to ``backend.generate``: ``poses``, or with
+            ``chunk_frames="last"`` on a backend that renders frames independently only the first
+            (conditioning) and last poses ``(N, 2, 3)``.
+        active: ``(N,) bool`` the agents whose views the backend must produce.
+    """
+
+    actions: np.ndarray
+    live: np.ndarray
+    poses: np.ndarray
+    collisions: list[Any]
+    backend_poses: np.ndarray
+    active: np.ndarray
 
 
 @functools.lru_cache(maxsize=4)
@@ -199,6 +217,7 @@ class ShareVerseParallelEnv(ParallelEnv):
         )
         self._colours = np.array([agent_colour(k) for k in range(self.config.num_agents)])
         self.town: Town | None = None
+        self._first_frame_renderer: WorldBackend | None = None
         self._town_blocks: tuple[int, int] | None = None
         self._reset_state()
 
@@ -263,7 +282,8 @@ class ShareVerseParallelEnv(ParallelEnv):
         # The generative backend seeds its sampler from the episode's draw, so that the same
         # reset seed replays the same episode.
         options["noise_seed"] = int(rng.integers(2**31 - 1))
-        frames = self.backend.reset(town, weather, starts, options)
+        first = self._render_first_frames(town, weather, starts)
+        frames = self.backend.reset(town, weather, starts, options, first_frames=first)
 
         self._reset_state()
         self.town, self.weather, self.scenario = town, weather, scenario
@@ -295,18 +315,32 @@ class ShareVerseParallelEnv(ParallelEnv):
         return observations, infos
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        """Advance every live agent by one chunk; see the module docstring for what comes back."""
-        planned = self._plan_step(actions)
-        frames = self.backend.generate(self._backend_poses(planned), self._alive)
-        return self._finish_step(planned, frames)
+        """Advance every live agent by one chunk; see the module docstring for what comes back.
 
-    def _plan_step(self, actions: dict[str, Any]) -> _StepPlan:
-        """Validate ``actions`` and plan every car's chunk; changes nothing (so it may raise).
+        ``step`` is three public parts, which a caller that batches the backends of several
+        envs (:class:`~shareverse_env.vector.ShareVerseVectorEnv`) runs itself:
 
-        :meth:`step` is ``_plan_step`` → ``backend.generate(_backend_poses(plan), alive)`` →
-        :meth:`_finish_step`; :class:`~shareverse_env.vector.ShareVerseVectorEnv` runs the middle
-        part for many envs at once.
+        1. ``plan = env.plan_step(actions)``: validate and plan; changes nothing (so it may raise);
+        2. ``frames = env.backend.generate(plan.backend_poses, plan.active)``: the pixels;
+        3. ``env.finish_step(plan, frames)``: rewards, ends and bookkeeping; returns what ``step``
+           returns.
+
+        Example:
+            >>> env = ShareVerseParallelEnv(backend="world", num_agents=1, max_cycles=2)
+            >>> _ = env.reset(seed=0)
+            >>> plan = env.plan_step({"agent_0": np.array([8.0, 0.0, 0.0])})
+            >>> frames = env.backend.generate(plan.backend_poses, plan.active)
+            >>> obs, rewards, terms, truncs, infos = env.finish_step(plan, frames)
+            >>> frames.shape, obs["agent_0"].shape
+            ((1, 28, 128, 192, 3), (128, 192, 3))
         """
+        planned = self.plan_step(actions)
+        frames = self.backend.generate(planned.backend_poses, planned.active)
+        return self.finish_step(planned, frames)
+
+    def plan_step(self, actions: dict[str, Any]) -> StepPlan:
+        """Validate ``actions`` and plan every car's chunk (part 1 of :meth:`step`); changes
+        nothing, so it may raise. Pass the plan to :meth:`finish_step` before planning again."""
         if self._poses is None:
             raise RuntimeError("step() called before reset(); call env.reset() first")
         if not self.agents:
@@ -323,26 +357,23 @@ class ShareVerseParallelEnv(ParallelEnv):
             if hit is not None:  # the car stops where it hit
                 stop = max(hit.frame - 1, 0) if hit.kind != "off_road" else hit.frame
                 plans[k, stop:] = plans[k, stop]
-        return _StepPlan(action_array, live, plans, collisions)
+        # With chunk_frames="last", a backend that renders frames independently renders the last
+        # frame alone; a generative one must produce the whole chunk to reach it (finish_step
+        # then keeps the last frame).
+        if self.config.chunk_frames == "last" and self.backend.renders_frames_independently:
+            backend_poses = plans[:, [0, -1]]
+        else:
+            backend_poses = plans
+        return StepPlan(action_array, live, plans, collisions, backend_poses, self._alive.copy())
 
-    def _backend_poses(self, planned: _StepPlan) -> np.ndarray:
-        """The poses to pass to ``backend.generate``: the whole chunk, or with
-        ``chunk_frames="last"`` on a backend that renders frames independently, only its first
-        (conditioning) and last poses, so that the backend renders the last frame alone.
-
-        A generative backend must produce the whole chunk to reach its last frame, so it always
-        gets every pose; :meth:`_finish_step` then keeps the last frame.
-        """
-        independent = getattr(self.backend, "renders_frames_independently", False)
-        if self.config.chunk_frames == "last" and independent:
-            return planned.poses[:, [0, -1]]
-        return planned.poses
-
-    def _finish_step(
-        self, planned: _StepPlan, frames: np.ndarray
+    def finish_step(
+        self, planned: StepPlan, frames: np.ndarray
     ) -> tuple[dict, dict, dict, dict, dict]:
-        """Rewards, ends and bookkeeping of a planned step, given the backend's ``frames``
-        (``(N, F, 2H, 2W, 3)`` for the poses of :meth:`_backend_poses`)."""
+        """Rewards, ends and bookkeeping of a planned step (part 3 of :meth:`step`), given the
+        backend's ``frames`` ``(N, F, 2H, 2W, 3)`` for ``planned.backend_poses``; returns what
+        :meth:`step` returns."""
+        if self._poses is None or not self.agents:
+            raise RuntimeError("finish_step() needs a plan_step() of the current episode")
         cfg = self.config
         if cfg.chunk_frames == "last" and frames.shape[1] != 1:
             frames = frames[:, -1:].copy()  # a copy: the rest of the chunk can be freed
@@ -451,15 +482,26 @@ class ShareVerseParallelEnv(ParallelEnv):
         if not isinstance(cfg.backend, str):
             return cfg.backend
         options = dict(cfg.backend_options or {})
-        view_hw = None if cfg.view_hw is None else tuple(cfg.view_hw)
         name = default_backend_name(cfg.model) if cfg.backend == "auto" else cfg.backend
-        if name == "shareverse":
-            return make_backend(name, view_hw=view_hw, rig=rig, model=cfg.model, **options)
-        if cfg.model is not None:
+        cls = backend_class(name)
+        if cls.takes_model:
+            options["model"] = cfg.model
+        elif cfg.model is not None:
             raise ValueError(
-                f"model= is only used by backend='shareverse'; got backend={cfg.backend!r}"
+                f"model= is only used by backends that take a model; backend {name!r} does not"
             )
-        return make_backend(name, view_hw=view_hw or (64, 96), rig=rig or CameraRig(), **options)
+        view_hw = cls.default_view_hw if cfg.view_hw is None else tuple(cfg.view_hw)
+        return cls(view_hw=view_hw, rig=rig, **options)
+
+    def _render_first_frames(self, town: Town, weather: str, starts: np.ndarray) -> FirstFrames:
+        """The episode's first frames with exact depth and sky, rendered from the env's town:
+        by the backend itself when it is the town's renderer, else by a renderer of the env's
+        own at the backend's view size and rig."""
+        if isinstance(self.backend, WorldBackend):
+            return self.backend.first_frames(town, weather, starts)
+        if self._first_frame_renderer is None:
+            self._first_frame_renderer = WorldBackend(self.backend.view_hw, self.backend.rig)
+        return self._first_frame_renderer.first_frames(town, weather, starts)
 
     def _reset_state(self) -> None:
         self._poses: np.ndarray | None = None

@@ -6,18 +6,25 @@ shared memory (Eq. 3), the pipeline generates all agents' 28 new frames at once 
 their last frames, the planned camera raymaps and the retrieved memory, and every new frame's
 latent is archived with its pose, agent and time.
 
-The first frame of an episode comes from the exact renderer of the town (or from
-``reset(options={"images": ...})``), so an episode starts where the ground truth starts.
+The backend renders nothing itself: the first frames of an episode are handed to
+:meth:`ShareVerseBackend.reset` — by the env, which renders them from its town with their exact
+depth (:class:`~shareverse_env.backends.FirstFrames`), or by the caller as
+``options={"images": ...}`` (depth then unknown) — so an episode starts where the ground truth
+starts.
 
 Example (a random tiny model: the frames are noise, the mechanics are real):
 
     >>> import numpy as np
+    >>> from shareverse_env.backends import WorldBackend
     >>> from shareverse_env.geometry import plan_chunk
     >>> from shareverse_env.world.generator import generate_town
     >>> backend = ShareVerseBackend(model="tiny")
     >>> start = np.array([[0.0, 0.0, 0.0]])
-    >>> backend.reset(generate_town(0), "clear_noon", start, {"noise_seed": 0}).shape
+    >>> first = WorldBackend(backend.view_hw).first_frames(generate_town(0), "clear_noon", start)
+    >>> backend.reset(None, "clear_noon", start, {"noise_seed": 0}, first_frames=first).shape
     (1, 64, 96, 3)
+    >>> backend.start_frames.depth.shape  # the exact depth, kept for the episode
+    (1, 64, 96)
     >>> plan = plan_chunk(start, np.array([[8.0, 0.0, 0.0]]))
     >>> backend.generate(plan, np.array([True])).shape
     (1, 28, 64, 96, 3)
@@ -33,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends import Backend, WorldBackend
+from .backends import Backend, FirstFrames
 from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses
 from .memory import SOURCES, SpatialMemory, sample_query_positions
 from .models.loading import load_model
@@ -57,9 +64,22 @@ class ShareVerseBackend(Backend):
         num_inference_steps: sampler steps (default: the pipeline's).
         device: torch device for the model.
         progress: show the denoising progress bar.
+        seed: seed of the noise generator (and of random weights for a config name).
     """
 
     name = "shareverse"
+    takes_model = True
+    default_view_hw = None  # the model's own
+    renders_frames_independently = False
+    shares_weights = True
+
+    @classmethod
+    def load_shared_model(cls, model: Any, options: dict[str, Any]) -> ShareVersePipeline:
+        """Load ``model`` once for several backends (weights are read-only at inference), with
+        the ``device`` and ``seed`` of ``options`` as the constructor would."""
+        if isinstance(model, ShareVersePipeline):
+            return model
+        return load_model(model, device=options.get("device"), seed=options.get("seed", 0))
 
     def __init__(
         self,
@@ -97,37 +117,63 @@ class ShareVerseBackend(Backend):
         self.num_inference_steps = num_inference_steps
         self.progress = progress
         self.last_timings: dict[str, float] = {}
-        self._world = WorldBackend(self.view_hw, self.rig)
+        self.start_frames: FirstFrames | None = None
+        """The current episode's first frames as given to :meth:`reset` (``depth`` ``None``
+        when unknown, as for ``options["images"]``)."""
         self._last_frames: np.ndarray | None = None
         self._time = 0
         self._generator = torch.Generator().manual_seed(seed)
 
     def reset(
         self,
-        town: Town,
+        town: Town | None,
         weather: str | Weather,
         poses: np.ndarray,
         options: dict[str, Any] | None = None,
+        first_frames: FirstFrames | None = None,
     ) -> np.ndarray:
+        """Start an episode from given first frames; ``town`` and ``weather`` are not read.
+
+        Args:
+            town: unused (the model never sees the town); may be ``None``.
+            weather: unused.
+            poses: ``(A, 3)`` start poses.
+            options: ``images`` (uint8 ``(A, 2H, 2W, 3)``: first frames of the caller's, depth
+                unknown; they take precedence over ``first_frames``), ``noise_seed`` (int).
+            first_frames: the first frames with their depth, as the env renders them.
+        """
         options = options or {}
         poses = check_finite_poses(np.asarray(poses, dtype=np.float64), "start poses")
+        expected = (len(poses), *self.frame_shape)
         if "images" in options:
             frames = np.asarray(options["images"])
-            expected = (len(poses), *self.frame_shape)
             if frames.dtype != np.uint8 or frames.shape != expected:
                 raise ValueError(
                     f"options['images'] must be uint8 {expected} (one tiled frame per agent); "
                     f"got {frames.dtype} {frames.shape}"
                 )
-            frames = frames.copy()
+            start = FirstFrames(frames.copy())
+        elif first_frames is not None:
+            frames = np.asarray(first_frames.rgb)
+            if frames.dtype != np.uint8 or frames.shape != expected:
+                raise ValueError(
+                    f"first_frames.rgb must be uint8 {expected} (one tiled frame per agent); "
+                    f"got {frames.dtype} {frames.shape}"
+                )
+            start = FirstFrames(frames.copy(), first_frames.depth, first_frames.sky)
         else:
-            frames = self._world.reset(town, weather, poses)
+            raise ValueError(
+                "ShareVerseBackend.reset needs the episode's first frames: first_frames= (the "
+                "env renders them from its town) or options['images']"
+            )
+        frames = frames.copy()
         if "noise_seed" in options:
             self._generator.manual_seed(int(options["noise_seed"]))
         self.memory.clear()
         self._time = 0
         self._archive(self.pipeline.encode_frames(frames)[:, None], poses[:, None], times=[0])
         self._last_frames = frames
+        self.start_frames = start
         return frames
 
     def generate(self, poses: np.ndarray, active: np.ndarray) -> np.ndarray:

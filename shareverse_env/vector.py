@@ -55,7 +55,7 @@ import gymnasium
 import numpy as np
 from gymnasium.vector.utils import batch_space
 
-from .backends import Backend, default_backend_name
+from .backends import Backend, backend_class, default_backend_name
 from .env import ShareVerseParallelEnv
 
 Batch = dict[str, np.ndarray]
@@ -74,7 +74,7 @@ class ShareVerseVectorEnv:
             generative backend the model is loaded once and shared.
 
     Example:
-        >>> envs = ShareVerseVectorEnv(2, backend="shareverse", model="tiny", max_cycles=1)
+        >>> envs = ShareVerseVectorEnv(2, model="tiny", max_cycles=1)  # the generative backend
         >>> obs, infos = envs.reset(seed=[3, 7])
         >>> import numpy as np
         >>> obs, *_ = envs.step(np.zeros((2, 2, 3), np.float32))  # one pipeline call, 2 worlds
@@ -90,12 +90,18 @@ class ShareVerseVectorEnv:
         backend = env_kwargs.get("backend", "auto")
         if isinstance(backend, Backend):
             raise ValueError(
-                "backend must be a name ('world', 'shareverse', 'auto'): each of the vector "
-                "env's worlds builds its own backend (its own memory and renderer)"
+                "backend must be a name (e.g. 'world', 'auto'): each of the vector env's worlds "
+                "builds its own backend (its own memory and renderer)"
             )
         name = default_backend_name(env_kwargs.get("model")) if backend == "auto" else backend
-        if name == "shareverse":
-            env_kwargs = {**env_kwargs, "model": _shared_model(env_kwargs)}
+        cls = backend_class(name)
+        if cls.takes_model and cls.shares_weights:
+            # Load the model once for every world (its weights are read-only at inference).
+            options = env_kwargs.get("backend_options") or {}
+            env_kwargs = {
+                **env_kwargs,
+                "model": cls.load_shared_model(env_kwargs.get("model"), options),
+            }
         self.num_envs = int(num_envs)
         self.envs = [ShareVerseParallelEnv(**env_kwargs) for _ in range(self.num_envs)]
         first = self.envs[0]
@@ -182,16 +188,16 @@ class ShareVerseVectorEnv:
             env = self.envs[i]
             env_actions = {a: batched[i, self.possible_agents.index(a)] for a in env.agents}
             try:
-                plans.append(env._plan_step(env_actions))
+                plans.append(env.plan_step(env_actions))
             except (ValueError, TypeError, KeyError) as err:
                 raise type(err)(f"env {i}: {err}") from err
         if stepping:
             envs = [self.envs[i] for i in stepping]
             backends = [env.backend for env in envs]
-            poses = [env._backend_poses(p) for env, p in zip(envs, plans, strict=True)]
-            frames = _generate_many(backends, poses, [env._alive for env in envs])
+            poses = [plan.backend_poses for plan in plans]
+            frames = _generate_many(backends, poses, [plan.active for plan in plans])
             for i, env, plan, chunk in zip(stepping, envs, plans, frames, strict=True):
-                obs, rew, term, trunc, info = env._finish_step(plan, chunk)
+                obs, rew, term, trunc, info = env.finish_step(plan, chunk)
                 for k, agent in enumerate(self.possible_agents):
                     if agent in obs:
                         self._obs[agent][i] = obs[agent]
@@ -273,18 +279,6 @@ class ShareVerseVectorEnv:
                 f"got {value.shape}"
             )
         return value
-
-
-def _shared_model(env_kwargs: dict[str, Any]) -> Any:
-    """Load the generative model once for all worlds (weights are read-only at inference)."""
-    from .models.loading import load_model
-    from .models.pipeline import ShareVersePipeline
-
-    model = env_kwargs.get("model")
-    if isinstance(model, ShareVersePipeline):
-        return model
-    options = env_kwargs.get("backend_options") or {}
-    return load_model(model, device=options.get("device"), seed=options.get("seed", 0))
 
 
 def _generate_many(

@@ -246,6 +246,32 @@ def test_backend_generate_before_reset_and_bad_poses():
         backend.generate(poses[:, :10], np.array([True]))
 
 
+def test_the_env_hands_the_backend_its_first_frames_with_exact_depth():
+    from shareverse_env.backends import FirstFrames, WorldBackend
+
+    env = make(num_agents=2)
+    obs, infos = env.reset(seed=4)
+    start = env.backend.start_frames
+    poses = np.stack([infos[a]["poses"][0] for a in env.possible_agents])
+    truth = WorldBackend(env.backend.view_hw).first_frames(env.town, env.weather, poses)
+    for name in ("rgb", "depth", "sky"):
+        np.testing.assert_array_equal(getattr(start, name), getattr(truth, name))
+    assert np.isfinite(start.depth[~start.sky]).all()
+    np.testing.assert_array_equal(obs["agent_1"], truth.rgb[1])
+    # User images: used as given, their depth unknown.
+    images = np.full((2, *FRAME), 40, np.uint8)
+    obs, _ = env.reset(seed=4, options={"images": images})
+    assert (obs["agent_0"] == 40).all() and env.backend.start_frames.depth is None
+    # On its own the backend renders nothing: it needs first frames or images.
+    backend = ShareVerseBackend(model=env.backend.pipeline)
+    with pytest.raises(ValueError, match="needs the episode's first frames"):
+        backend.reset(env.town, "clear_noon", np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"first_frames.rgb must be uint8 \(2, 64, 96, 3\)"):
+        backend.reset(None, "fog", np.zeros((2, 3)), first_frames=FirstFrames(images[:1]))
+    frames = backend.reset(None, "fog", np.zeros((2, 3)), first_frames=truth)
+    np.testing.assert_array_equal(frames, truth.rgb)
+
+
 def test_noise_seed_option_reseeds_sampler():
     images = np.random.default_rng(0).integers(0, 256, (1, *FRAME), dtype=np.uint8)
     poses = plan_chunk(np.zeros((1, 3)), DRIVE.astype(np.float64))

@@ -123,12 +123,12 @@ def encode_main(argv: list[str] | None = None) -> None:
     """``shareverse-train encode``: build or complete a latent cache."""
     from shareverse_env.files import FolderBusyError
 
-    from ..loading import load_model
+    from ..loading import is_pipeline_folder, load_model
     from .latent_cache import build_latent_cache
 
     args = parse_encode_args(argv)
     run_pipeline = Path(args.init) / "pipeline"
-    source = run_pipeline if (run_pipeline / "pipeline.json").is_file() else args.init
+    source = run_pipeline if is_pipeline_folder(run_pipeline) else args.init
     pipe = load_model(str(source))
     pipe.vae.to(args.device)
     try:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
+from ..conditioning import ChunkConditioning, pad_image_latents
 from ..pipeline import ShareVersePipeline
 from ..vae import decode_chunk, encode_images, encode_moments, encode_video
 from .batches import ChunkExample, to_video_tensor
@@ -50,8 +51,9 @@ def encode_chunks(
     cond_latent = (
         encode_images(pipe.vae, cond + sigma[:, None, None, None] * noise)[:, :, 0] * scale
     )
-    image_latents = torch.zeros_like(latents)
-    image_latents[:, :, 0] = cond_latent.unflatten(0, (batch, agents))
+    image_latents = pad_image_latents(
+        cond_latent.unflatten(0, (batch, agents)).to(latents.dtype), latents.shape[2]
+    )
     if config.image_dropout > 0:
         keep = torch.rand(batch, generator=generator) >= config.image_dropout
         image_latents = image_latents * keep.to(device, dtype)[:, None, None, None, None, None]
@@ -86,25 +88,35 @@ def diffusion_loss(
     transformer: torch.nn.Module,
     encoded: dict[str, torch.Tensor | None],
     generator: torch.Generator,
+    timesteps: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean squared error of the predicted velocity (CogVideoX: v-prediction, zero-terminal SNR)."""
+    """Mean squared error of the predicted velocity (CogVideoX: v-prediction, zero-terminal SNR).
+
+    ``timesteps`` ``(B,)`` and ``noise`` (the shape of ``encoded["latents"]``) are drawn from
+    ``generator`` when left out (in that order); pass them for a loss at fixed draws.
+    The transformer's inputs are :class:`~shareverse_env.models.conditioning.ChunkConditioning`'s,
+    as the sampler's.
+    """
     x0 = encoded["latents"]
     batch = x0.shape[0]
     scheduler = pipe.scheduler
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    t = timesteps
+    if t is None:
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator)
+    noise = noise.to(x0.device, x0.dtype)
     t = t.to(x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
     target = scheduler.get_velocity(x0, noise, t)
-    model_in = torch.cat([noisy, encoded["image_latents"]], dim=3)
-    memory = encoded["memory"]
-    pred = transformer(
-        model_in,
-        t,
+    conditioning = ChunkConditioning(
+        image_latents=encoded["image_latents"],
         raymaps=encoded["raymaps"],
-        memory_states=None if memory is None else torch.cat([memory, memory], dim=3),
+        memory_latents=encoded["memory"],
         memory_raymaps=encoded["memory_raymaps"],
-    ).sample
+    )
+    pred = transformer(timestep=t, **conditioning.transformer_inputs(noisy)).sample
     return F.mse_loss(pred.float(), target.float())
 
 

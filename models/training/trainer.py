@@ -463,10 +463,10 @@ class Trainer:
 
 def open_run_pipeline(run_dir: Path, init: str | None, **load: Any) -> ShareVersePipeline:
     """The run's current model: ``RUN/pipeline`` if present, else built from ``init``."""
-    from ..loading import from_cogvideox, load_model
+    from ..loading import from_cogvideox, is_pipeline_folder, load_model
 
     current = Path(run_dir) / "pipeline"
-    if (current / "pipeline.json").is_file():
+    if is_pipeline_folder(current):
         return load_pipeline(current)
     if init is None:
         raise ValueError(f"{run_dir} has no pipeline yet: pass --init (a config name or folder)")

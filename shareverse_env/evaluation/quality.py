@@ -438,6 +438,7 @@ def start_episode(
         return _AutoencoderEpisode(pipeline)
     if kind is not None:
         raise ValueError(f"variant {variant.name!r}: unknown baseline kind {kind!r}")
+    from ..backends import FirstFrames
     from ..generative_backend import ShareVerseBackend
 
     backend = ShareVerseBackend(
@@ -447,7 +448,9 @@ def start_episode(
         num_inference_steps=num_inference_steps,
     )
     weather = data.meta.get("weather", "clear_noon")
-    backend.reset(None, weather, data.poses[:, 0], {"images": first, "noise_seed": noise_seed})
+    depth = None if data.depth is None else data.depth[:, 0]
+    start = FirstFrames(first, depth, None if depth is None else np.isinf(depth))
+    backend.reset(None, weather, data.poses[:, 0], {"noise_seed": noise_seed}, first_frames=start)
     return _ModelEpisode(variant, data, backend)
 
 

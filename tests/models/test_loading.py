@@ -341,3 +341,43 @@ def test_building_a_named_model_leaves_the_global_rng_alone() -> None:
     torch.manual_seed(123)
     ShareVersePipeline.from_config_name("tiny", seed=5)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+# ---------------------------------------------------------------------------- pipeline.json
+
+
+def test_pipeline_meta_reads_and_rewrites_the_shipped_file_unchanged(tmp_path) -> None:
+    """One owner of the format: the shipped ``pipeline.json`` parses into a
+    :class:`PipelineMeta` whose rewrite is the same bytes, so saved folders keep the format."""
+    from shareverse_env.models.loading import SHIPPED_WEIGHTS, PipelineMeta, is_pipeline_folder
+
+    assert is_pipeline_folder(SHIPPED_WEIGHTS) and not is_pipeline_folder(tmp_path)
+    meta = PipelineMeta.read(SHIPPED_WEIGHTS)
+    assert meta.view_hw == (64, 96) and meta.num_inference_steps == 1
+    meta.write(tmp_path)
+    shipped = (SHIPPED_WEIGHTS / "pipeline.json").read_text()
+    assert (tmp_path / "pipeline.json").read_text() == shipped
+    assert is_pipeline_folder(tmp_path)
+
+
+def test_pipeline_meta_defaults_and_round_trip() -> None:
+    from shareverse_env.models.loading import PipelineMeta
+
+    from shareverse_env.geometry import CameraRig
+
+    pipe = ShareVersePipeline.from_config_name("tiny", guidance_scale=2.5)
+    meta = PipelineMeta.of(pipe)
+    assert PipelineMeta.from_json(meta.to_json()) == meta
+    assert meta.guidance_scale == 2.5 and meta.rig == pipe.rig
+    data = meta.to_json()
+    del data["rig"], data["guidance_scale"]
+    bare = PipelineMeta.from_json(data)
+    assert bare.rig == CameraRig() and bare.guidance_scale == 1.0
+    with pytest.raises(ValueError, match=r"rig\.hfov_deg"):
+        PipelineMeta.from_json({**meta.to_json(), "rig": {"mount_height": 1.0, "offsets": []}})
+
+
+def test_from_pretrained_takes_device_and_dtype(saved) -> None:
+    _, folder = saved
+    loaded = ShareVersePipeline.from_pretrained(folder, device="cpu", dtype=torch.float64)
+    assert loaded.dtype == torch.float64 and loaded.device.type == "cpu"
