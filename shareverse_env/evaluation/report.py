@@ -336,6 +336,7 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
     agents = len({r.agent for r in result.rows})
     steps = cfg.get("num_inference_steps")
     steps_note = f" at {steps} sampler steps" if steps else ""
+    actions = action_table(result)
     lines += [
         f"Data: `{cfg.get('data', '?')}` split `{cfg.get('split', '?')}`, "
         f"{len(cfg.get('sequences', []))} sequences × {agents} agents × {result.num_chunks} "
@@ -359,7 +360,7 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
         "Probes: `still` (every car stands still) and `lateral` (every car's plan shifted "
         "2 m to the left by the chunk's end).",
         "",
-        *([action_table(result), ""] if action_table(result) else []),
+        *([actions, ""] if actions else []),
         "## Conclusions",
         "",
         "Computed from the numbers over paired chunks (same sequence, agent and chunk): a mean "
