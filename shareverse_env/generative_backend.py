@@ -33,8 +33,10 @@ Example (a random tiny model: the frames are noise, the mechanics are real):
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,8 @@ from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses
 from .memory import SOURCES, SpatialMemory, sample_query_positions
 from .models.loading import load_model
 from .models.pipeline import ChunkOutput, ChunkRequest, MemoryInput, ShareVersePipeline
+from .scene_cache import CacheRender
+from .scene_composite import DepthEstimator, SceneCompositor
 from .world.town import Town
 from .world.weather import Weather
 
@@ -65,6 +69,17 @@ class ShareVerseBackend(Backend):
         device: torch device for the model.
         progress: show the denoising progress bar.
         seed: seed of the noise generator (and of random weights for a config name).
+        scene_cache: keep a shared 3D scene cache (:class:`~shareverse_env.scene_composite.
+            SceneCompositor`): every agent's first frame lifted with its depth, rendered into
+            every planned camera. ``False``: the paper's mechanism alone, exactly as before.
+        composite: with ``scene_cache``, show the cache render wherever it is valid (other
+            cars' boxes excepted) and the model's frame elsewhere; ``False`` keeps the cache
+            (rendered into :attr:`last_cache_renders`) without touching the frames.
+        cache_capacity: buffers the scene cache keeps (oldest evicted first).
+        cache_buffers: buffers rendered into each agent's chunk (most coverage first).
+        depth_model: depth network for frames whose depth is unknown (user images, new
+            content of generated frames): ``None`` (the shipped one, when installed), a weights
+            path, or ``False`` (none: only frames with exact depth enter the cache).
     """
 
     name = "shareverse"
@@ -93,6 +108,11 @@ class ShareVerseBackend(Backend):
         device: str | torch.device | None = None,
         progress: bool = False,
         seed: int = 0,
+        scene_cache: bool = False,
+        composite: bool = True,
+        cache_capacity: int = 32,
+        cache_buffers: int = 4,
+        depth_model: str | Path | bool | None = None,
     ) -> None:
         pipe = load_model(model, device=device, seed=seed)
         if view_hw is not None and tuple(view_hw) != pipe.view_hw:
@@ -123,6 +143,19 @@ class ShareVerseBackend(Backend):
         self._last_frames: np.ndarray | None = None
         self._time = 0
         self._generator = torch.Generator().manual_seed(seed)
+        self.composite = bool(composite)
+        self.scene: SceneCompositor | None = None
+        """The episode's scene cache and compositor (``None`` without ``scene_cache``)."""
+        if scene_cache:
+            self.scene = SceneCompositor(
+                pipe.rig,
+                pipe.view_hw,
+                capacity=cache_capacity,
+                buffers_per_agent=cache_buffers,
+                depth_estimator=depth_estimator(depth_model),
+            )
+        self.last_cache_renders: list[CacheRender] = []
+        """The scene cache's renders of the last chunk, one per generating agent."""
 
     def reset(
         self,
@@ -172,6 +205,9 @@ class ShareVerseBackend(Backend):
         self.memory.clear()
         self._time = 0
         self._archive(self.pipeline.encode_frames(frames)[:, None], poses[:, None], times=[0])
+        if self.scene is not None:
+            self.scene.reset(frames, start.depth, poses)
+        self.last_cache_renders = []
         self._last_frames = frames
         self.start_frames = start
         return frames
@@ -236,12 +272,19 @@ class ShareVerseBackend(Backend):
             self._time,
             dict(self.last_timings),
             self._generator.get_state(),
+            None if self.scene is None else copy.deepcopy(self.scene.cache),
+            list(self.last_cache_renders),
         )
         try:
             yield self
         finally:
-            self.memory, self._last_frames, self._time, self.last_timings, state = saved
+            self.memory, self._last_frames, self._time, self.last_timings, state, cache, renders = (
+                saved
+            )
             self._generator.set_state(state)
+            if self.scene is not None:
+                self.scene.cache = cache
+            self.last_cache_renders = renders
 
     @classmethod
     def generate_many(
@@ -321,11 +364,22 @@ class ShareVerseBackend(Backend):
             self._archive(
                 result.frame_latents[:, keep], poses[agents][:, 1:][:, keep], times[keep], agents
             )
+        frames = result.frames
+        timings = dict(result.timings)
+        if self.scene is not None:
+            start = time.perf_counter()
+            new_poses = poses[:, 1:]
+            renders = self.scene.render(new_poses[agents], agents)
+            if self.composite:
+                frames = self.scene.composite(frames, renders, new_poses, agents)
+            self.scene.archive(frames, renders, new_poses, times, agents)
+            self.last_cache_renders = renders
+            timings["scene_cache"] = time.perf_counter() - start
         self._time += CHUNK_FRAMES - 1
-        out[agents] = result.frames
+        out[agents] = frames
         self._last_frames = self._last_frames.copy()
-        self._last_frames[agents] = result.frames[:, -1]
-        self.last_timings = result.timings
+        self._last_frames[agents] = frames[:, -1]
+        self.last_timings = timings
 
     def _retrieve(self, poses: np.ndarray, agents: np.ndarray) -> MemoryInput | None:
         """Eq. 3 for every generating agent; ``None`` when any of them finds nothing."""
@@ -357,3 +411,28 @@ class ShareVerseBackend(Backend):
             np.repeat(agents, count),
             np.tile(np.asarray(times, dtype=np.int64), len(agents)),
         )
+
+
+def depth_estimator(depth_model: str | Path | bool | None) -> DepthEstimator | None:
+    """The depth estimator a backend's ``depth_model`` names: ``None`` the shipped depth
+    network (or no estimator when this install has none), a path its weights, ``False`` none."""
+    if depth_model is False:
+        return None
+    try:
+        from .models.depth import load_depth_model, predict_depth
+    except ImportError:
+        return None
+    if depth_model is None or depth_model is True:
+        try:
+            model = load_depth_model(None)
+        except FileNotFoundError:
+            if depth_model is True:
+                raise
+            return None
+    else:
+        model = load_depth_model(depth_model)
+
+    def estimate(frames: np.ndarray) -> np.ndarray:
+        return predict_depth(model, frames)
+
+    return estimate

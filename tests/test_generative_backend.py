@@ -312,3 +312,58 @@ def test_doctests():
 
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def step_both(env_kwargs, seed=0):
+    env = make(**env_kwargs)
+    obs, _ = env.reset(seed=seed)
+    obs, *_, infos = env.step(drive(env))
+    return env, obs, infos
+
+
+def test_scene_cache_without_composite_leaves_the_models_frames_exactly_as_they_were():
+    _, _, plain_infos = step_both({"backend_options": {"scene_cache": False}})
+    env, _, infos = step_both({"backend_options": {"scene_cache": True, "composite": False}})
+    for agent in env.possible_agents:
+        assert np.array_equal(plain_infos[agent]["frames"], infos[agent]["frames"])
+    renders = env.backend.last_cache_renders
+    assert len(renders) == 2 and all(r.valid.mean() > 0.3 for r in renders)
+    assert "scene_cache" in env.backend.last_timings
+
+
+def test_scene_cache_composite_shows_the_cache_where_it_is_valid_and_conditions_on_it():
+    env, obs, infos = step_both({"backend_options": {"scene_cache": True}})
+    _, _, plain = step_both({"backend_options": {"scene_cache": False}})
+    backend = env.backend
+    poses = np.stack([infos[a]["poses"] for a in env.possible_agents])  # (2, 28, 3)
+    for row, agent in enumerate(env.possible_agents):
+        render = backend.last_cache_renders[row]
+        weight = backend.scene.weights(render, poses, row)
+        full = weight == 1.0
+        assert full.mean() > 0.3
+        assert np.array_equal(infos[agent]["frames"][full], render.rgb[full])
+        none = weight == 0.0
+        assert np.array_equal(infos[agent]["frames"][none], plain[agent]["frames"][none])
+    # The next chunk is conditioned on the composited last frame.
+    assert np.array_equal(backend.conditioning_frames[0], obs["agent_0"])
+
+
+def test_branch_restores_the_scene_cache():
+    env = make(backend_options={"scene_cache": True, "depth_model": False})
+    env.reset(seed=0)
+    backend = env.backend
+    count = len(backend.scene.cache)
+    plan = plan_chunk(env._poses, np.tile(DRIVE, (2, 1)).astype(np.float64))
+    with backend.branch():
+        inside = backend.generate(plan, np.ones(2, bool))
+    assert len(backend.scene.cache) == count and backend.last_cache_renders == []
+    assert np.array_equal(inside, backend.generate(plan, np.ones(2, bool)))
+
+
+def test_user_images_start_an_empty_cache_without_a_depth_model():
+    env = make(backend_options={"scene_cache": True, "depth_model": False})
+    images = np.full((2, *FRAME), 90, np.uint8)
+    env.reset(seed=0, options={"images": images})
+    assert len(env.backend.scene.cache) == 0
+    env.step(drive(env))
+    assert not any(r.valid.any() for r in env.backend.last_cache_renders)

@@ -1,7 +1,8 @@
 """Evaluation of the generative model against the exact renderer (see ``docs/quality.md``).
 
 - :mod:`.metrics`: PSNR and SSIM on uint8 frames, optionally over a mask;
-- :mod:`.overlap`: co-visibility masks from ground-truth depth and poses;
+- :mod:`.overlap`: co-visibility masks and correspondences from ground-truth depth and poses;
+- :mod:`.consistency`: cross-agent colour agreement over those correspondences;
 - :mod:`.variants`: the models and baselines compared (trained, ablations, trivial baselines);
 - :mod:`.quality`: the runner that generates every sequence chunk by chunk and scores it;
 - :mod:`.report`: the markdown summary, the conclusions and the figures.
@@ -9,8 +10,9 @@
 The command-line entry point is ``scripts/evaluate_quality.py``.
 """
 
+from .consistency import cross_agent_difference
 from .metrics import psnr, ssim, ssim_map, ssim_tiled
-from .overlap import covisibility_masks
+from .overlap import correspondences, covisibility_masks
 from .quality import ChunkScore, QualityResult, evaluate_quality
 from .variants import VARIANTS, Variant
 
@@ -19,7 +21,9 @@ __all__ = [
     "ChunkScore",
     "QualityResult",
     "Variant",
+    "correspondences",
     "covisibility_masks",
+    "cross_agent_difference",
     "evaluate_quality",
     "psnr",
     "ssim",

@@ -114,34 +114,71 @@ def covisibility_masks(
         >>> bool(covisibility_masks(depth, poses, rig).any())
         False
     """
+    return correspondences(
+        depth, poses, rig, rel_tol=rel_tol, abs_tol=abs_tol, frames_per_batch=frames_per_batch
+    )[0]
+
+
+def correspondences(
+    depth: np.ndarray,
+    poses: np.ndarray,
+    rig: CameraRig | None = None,
+    *,
+    rel_tol: float = REL_TOL,
+    abs_tol: float = ABS_TOL,
+    frames_per_batch: int = 16,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`covisibility_masks` with, for every co-visible pixel, where the other agent sees it.
+
+    Returns ``(mask, partner, index)``, each ``(A, F, 2H, 2W)``: ``mask`` as
+    :func:`covisibility_masks`; ``partner`` the agent that sees the pixel's point (the first one
+    in index order; ``-1`` where none does); ``index`` the flat pixel index ``row · 2W + col``
+    in ``partner``'s tiled frame at the same time of the pixel nearest to the projection
+    (``-1`` where none).
+
+    Example (two agents at the same pose: every ground pixel maps onto itself):
+        >>> import numpy as np
+        >>> rig = CameraRig()
+        >>> depth = np.broadcast_to(ground_plane_depth(rig, (32, 48)), (2, 1, 64, 96))
+        >>> mask, partner, index = correspondences(depth, np.zeros((2, 1, 3)), rig)
+        >>> own = np.arange(64 * 96).reshape(64, 96)
+        >>> bool((index[0, 0][mask[0, 0]] == own[mask[0, 0]]).all()), int(partner[0, 0].max())
+        (True, 1)
+    """
     depth, poses = _check(depth, poses)
     rig = rig or CameraRig()
     agents, frames = depth.shape[:2]
-    out = np.zeros(depth.shape, dtype=bool)
+    mask = np.zeros(depth.shape, dtype=bool)
+    partner = np.full(depth.shape, -1, dtype=np.int64)
+    index = np.full(depth.shape, -1, dtype=np.int64)
     if agents < 2:
-        return out
+        return mask, partner, index
     for start in range(0, frames, frames_per_batch):
         stop = min(start + frames_per_batch, frames)
-        out[:, start:stop] = _masks(
-            depth[:, start:stop], poses[:, start:stop], rig, rel_tol, abs_tol
-        )
-    return out
+        got = _matches(depth[:, start:stop], poses[:, start:stop], rig, rel_tol, abs_tol)
+        mask[:, start:stop], partner[:, start:stop], index[:, start:stop] = got
+    return mask, partner, index
 
 
-def _masks(
+def _matches(
     depth: np.ndarray, poses: np.ndarray, rig: CameraRig, rel_tol: float, abs_tol: float
-) -> np.ndarray:
-    """:func:`covisibility_masks` for one batch of frames."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`correspondences` for one batch of frames."""
     agents, frames = depth.shape[:2]
     views = untile_views(depth[..., None])[..., 0].astype(np.float64)  # (A, F, 4, H, W)
     height, width = views.shape[-2:]
     k = rig.intrinsics(height, width)
+    # Flat tiled index of every (view, row, col): where a view pixel sits in the tiled frame.
+    tiled_index = untile_views(np.arange(4 * height * width).reshape(2 * height, 2 * width, 1))
+    tiled_index = tiled_index[..., 0]  # (4, H, W)
     finite = np.isfinite(views)
     cam_pts = np.where(finite, views, 0.0)[..., None] * pixel_rays(rig, (height, width))
     cam_to_world = rig.camera_to_world(poses)  # (A, F, 4, 4, 4)
     rot, trans = cam_to_world[..., :3, :3], cam_to_world[..., :3, 3]
     world = np.einsum("afvij,afvhwj->afvhwi", rot, cam_pts) + trans[..., None, None, :]
     seen = np.zeros(views.shape, dtype=bool)
+    partner = np.full(views.shape, -1, dtype=np.int64)
+    index = np.full(views.shape, -1, dtype=np.int64)
     frame_idx = np.arange(frames)[:, None, None, None]
     for a in range(agents):
         for b in range(agents):
@@ -159,8 +196,18 @@ def _masks(
                 inside = front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
                 lo, hi = _depth_range(views[b, :, j], frame_idx, u, v)
                 tol = rel_tol * z + abs_tol
-                seen[a] |= inside & (z >= lo - tol) & (z <= hi + tol)
-    return tile_views(seen[..., None])[..., 0]
+                hit = inside & (z >= lo - tol) & (z <= hi + tol)
+                first = hit & ~seen[a]
+                col = np.clip(np.floor(np.nan_to_num(u)), 0, width - 1).astype(np.int64)
+                row = np.clip(np.floor(np.nan_to_num(v)), 0, height - 1).astype(np.int64)
+                partner[a][first] = b
+                index[a][first] = tiled_index[j][row[first], col[first]]
+                seen[a] |= hit
+
+    def tile(x):
+        return tile_views(x[..., None])[..., 0]
+
+    return tile(seen), tile(partner), tile(index)
 
 
 def _depth_range(

@@ -56,9 +56,10 @@ from ..models.pipeline import ShareVersePipeline
 from ..models.vae import encode_video
 from ..world.renderer import Renderer
 from .action_probes import PROBES, mean_abs_change, probe_plan, render_truth
+from .consistency import cross_agent_difference
 from .floors import BLUR_SIGMAS, blur_sigma, blur_views, mean_colour_views
 from .metrics import PSNR_CAP_DB, detail_ratio_tiled, psnr, ssim_tiled
-from .overlap import covisibility_masks
+from .overlap import correspondences
 from .variants import FLOORS, VARIANTS, Variant, build_pipelines
 
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.default)
@@ -85,6 +86,12 @@ class ChunkScore:
     ``change_p`` is the mean absolute difference (grey levels) between this chunk and the
     variant's chunk under the probe's plan, ``true_change_p`` the same between the true chunks,
     and ``follow_p`` this chunk's PSNR against the truth minus the probe chunk's (dB).
+
+    Cross-agent consistency (:mod:`.consistency`; ``nan`` without co-visible pixels):
+    ``xagent_diff`` is the mean colour difference (grey levels) between this agent's co-visible
+    pixels and their projections in the other agent's frames of the same variant,
+    ``xagent_agree`` the share within :data:`~.consistency.AGREE_TOLERANCE`; ``true_`` the same
+    between the true frames (the renderer's own view-dependent floor).
     """
 
     sequence: str
@@ -106,6 +113,10 @@ class ChunkScore:
     change_lateral: float = math.nan
     true_change_lateral: float = math.nan
     follow_lateral: float = math.nan
+    xagent_diff: float = math.nan
+    xagent_agree: float = math.nan
+    true_xagent_diff: float = math.nan
+    true_xagent_agree: float = math.nan
 
 
 @dataclass
@@ -153,6 +164,7 @@ class QualityResult:
         ``response_p`` = mean ``change_p`` / mean ``true_change_p`` over the rows (1: responds to
         the action as the world does, 0: ignores it), ``follow_p`` the mean PSNR gain of the
         true plan over the probe's; ``response`` and ``follow`` pool every probe that ran.
+        ``xagent_excess`` is ``xagent_diff`` minus ``true_xagent_diff``.
         """
         out: dict[str, dict[str, float]] = {}
         for variant in self.variants:
@@ -173,6 +185,10 @@ class QualityResult:
             for k in range(self.num_chunks):
                 stats[f"psnr_chunk{k}"] = _nanmean(self.values(variant, "psnr", k))
                 stats[f"ssim_chunk{k}"] = _nanmean(self.values(variant, "ssim", k))
+            for name in ("xagent_diff", "xagent_agree", "true_xagent_diff", "true_xagent_agree"):
+                stats[name] = _nanmean(self.values(variant, name))
+            # What the generator adds to the truth's own disagreement.
+            stats["xagent_excess"] = stats["xagent_diff"] - stats["true_xagent_diff"]
             stats["overlap_fraction"] = _nanmean(self.values(variant, "overlap_fraction"))
             stats["rows"] = float(len(self.values(variant, "psnr")))
             out[variant] = stats
@@ -385,6 +401,31 @@ class _AutoencoderEpisode(Episode):
         return autoencode_chunk(self.pipeline, truth)
 
 
+class _CacheOnlyEpisode(Episode):
+    """``cache_only``: the exact first frames' scene cache rendered into the plan, holes and
+    other cars filled with the agent's last output frame."""
+
+    def __init__(self, data: SequenceData, rig: CameraRig) -> None:
+        from ..scene_composite import SceneCompositor
+
+        first = data.frames[:, 0]
+        view_hw = (first.shape[1] // 2, first.shape[2] // 2)
+        self.scene = SceneCompositor(rig, view_hw, depth_estimator=None)
+        depth = None if data.depth is None else data.depth[:, 0]
+        self.scene.reset(first, depth, data.poses[:, 0])
+        self.last = first.copy()
+
+    def chunk(self, k, plan, truth, commit=True):
+        new = np.asarray(plan, dtype=np.float64)[:, 1:]
+        agents = list(range(len(new)))
+        renders = self.scene.render(new, agents)
+        filler = np.repeat(self.last[:, None], new.shape[1], axis=1)
+        out = self.scene.composite(filler, renders, new, agents)
+        if commit:
+            self.last = out[:, -1].copy()
+        return out
+
+
 class _ModelEpisode(Episode):
     """A model variant: a :class:`~shareverse_env.generative_backend.ShareVerseBackend` started
     from the true first frames; probes run inside :meth:`~shareverse_env.generative_backend.
@@ -413,12 +454,14 @@ def start_episode(
     pipeline: ShareVersePipeline | None = None,
     noise_seed: int = 0,
     num_inference_steps: int | None = None,
+    rig: CameraRig | None = None,
 ) -> Episode:
     """The :class:`Episode` of ``variant`` over ``data``, started from its true first frames.
 
     Model variants run on ``pipeline`` (``num_inference_steps`` sampler steps, default the
     pipeline's) with noise seed ``noise_seed``; the floors are made from the first frame; the
-    autoencoders use ``pipeline``'s VAE (see :mod:`.variants`).
+    autoencoders use ``pipeline``'s VAE; ``cache_only`` splats with the dataset's ``rig``
+    (default :class:`~shareverse_env.geometry.CameraRig`); see :mod:`.variants`.
     """
     first = data.frames[:, 0]
     kind = variant.baseline
@@ -430,6 +473,8 @@ def start_episode(
         return _ConstantEpisode(mean_colour_views(first))
     if kind == "repeat_oracle":
         return _OracleEpisode()
+    if kind == "cache_only":
+        return _CacheOnlyEpisode(data, rig or CameraRig())
     if pipeline is None:
         raise ValueError(f"variant {variant.name!r} needs a pipeline")
     if kind == "repeat_autoencoded":
@@ -446,6 +491,7 @@ def start_episode(
         memory_source=variant.memory_source,
         seed=noise_seed,
         num_inference_steps=num_inference_steps,
+        scene_cache=variant.scene_cache,
     )
     weather = data.meta.get("weather", "clear_noon")
     depth = None if data.depth is None else data.depth[:, 0]
@@ -602,15 +648,23 @@ def evaluate_quality(
         if data.depth is None:
             raise ValueError(f"sequence {dataset.ids[i]} has no depth")
         used = 1 + chunks * new
-        masks = covisibility_masks(data.depth[:, :used], data.poses[:, :used], rig)
+        match = correspondences(data.depth[:, :used], data.poses[:, :used], rig)
+        masks = match[0]
         plans = [data.poses[:, new * k : new * k + CHUNK_FRAMES] for k in range(chunks)]
         truths = [data.frames[:, new * k : new * k + CHUNK_FRAMES] for k in range(chunks)]
+        # Correspondences of each chunk's new frames, and the truth's own disagreement there.
+        chunk_match = [
+            tuple(x[:, 1 + new * k : 1 + new * (k + 1)] for x in match) for k in range(chunks)
+        ]
+        true_xagent = [
+            cross_agent_difference(truths[k][:, 1:], *chunk_match[k]) for k in range(chunks)
+        ]
         probe_truths = _probe_truths(data, dataset.ids[i], plans, truths, probes, renderer_for)
         for name in variants:
             keep = sample_sequence == i and name == sample_variant
             generated = []
             episode = start_episode(
-                VARIANTS[name], data, pipelines.get(name), seed + i, num_inference_steps
+                VARIANTS[name], data, pipelines.get(name), seed + i, num_inference_steps, rig
             )
             for k in range(chunks):
                 bar.set_postfix(sequence=dataset.ids[i], variant=name, chunk=k)
@@ -621,9 +675,14 @@ def evaluate_quality(
                     bar.update(1)
                 frames = episode.chunk(k, plans[k], truths[k])
                 truth = truths[k][:, 1:]
+                xagent = cross_agent_difference(frames, *chunk_match[k])
                 for a in range(data.num_agents):
                     mask = masks[a, 1 + new * k : 1 + new * (k + 1)]
                     scores = _chunk_means(frame_scores(frames[a], truth[a], mask))
+                    scores["xagent_diff"] = _nanmean(xagent[0][a])
+                    scores["xagent_agree"] = _nanmean(xagent[1][a])
+                    scores["true_xagent_diff"] = _nanmean(true_xagent[k][0][a])
+                    scores["true_xagent_agree"] = _nanmean(true_xagent[k][1][a])
                     own_psnr = scores["psnr"]
                     for probe, other in probed.items():
                         other_psnr = _nanmean(psnr(other[a], truth[a], max_db=PSNR_CAP_DB))

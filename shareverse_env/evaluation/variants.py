@@ -4,6 +4,9 @@ Model variants run the ShareVerse pipeline through :class:`~shareverse_env.gener
 ShareVerseBackend`, chunk by chunk, each conditioned on its own last frame:
 
 - ``trained``: the trained pipeline with the shared memory pooled over all agents (``"all"``);
+- ``trained_cache``: the same with the shared 3D scene cache and the composite
+  (``scene_cache=True``, :mod:`shareverse_env.scene_composite`): the cache's render wherever it
+  is valid, the model's frame elsewhere and on other cars;
 - ``no_memory``: the same weights, generated without memory (``memory_source="none"``);
 - ``no_cross_agent``: a copy of the trained pipeline whose cross-agent output projections are
   zero, so every cross-agent block is the identity (exactly its state at initialisation);
@@ -32,6 +35,12 @@ Another trivial reference is given more than the model:
 
 - ``repeat_oracle``: every frame of chunk ``k`` is the *true* frame at the chunk's start, a
   reference given more information than the model (the ground truth at every chunk).
+
+One reference uses the scene cache and no model:
+
+- ``cache_only``: both agents' exact first frames (with their true depth, as the env gives
+  them) lifted into the scene cache and rendered into every planned camera; holes (and other
+  cars' boxes) are filled with the agent's last output frame; nothing else enters the cache.
 
 One more reference uses the trained pipeline's VAE only:
 
@@ -70,11 +79,12 @@ class Variant:
         name: the variant's name in results and tables.
         description: one line for the report.
         memory_source: the backend's ``memory_source`` (model variants only).
+        scene_cache: run the backend with the scene cache and composite (model variants).
         teacher_forced: condition every chunk on the true frame at its start (model variants).
         default: part of the runner's default set (diagnostics are not).
         baseline: ``None`` for a model variant, else the kind of baseline (``"repeat"``,
             ``"repeat_blur"``, ``"repeat_autoencoded"``, ``"mean_colour"``,
-            ``"repeat_oracle"`` or ``"autoencoder"``).
+            ``"repeat_oracle"``, ``"cache_only"`` or ``"autoencoder"``).
         floor: a trivial floor made from the conditioning frame alone (see :data:`FLOORS`).
     """
 
@@ -83,6 +93,7 @@ class Variant:
     memory_source: str = "all"
     baseline: str | None = None
     teacher_forced: bool = False
+    scene_cache: bool = False
     default: bool = True
     floor: bool = False
 
@@ -101,6 +112,11 @@ VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
         Variant("trained", "trained model, shared memory (all agents)"),
+        Variant(
+            "trained_cache",
+            "trained model + shared scene cache, composited",
+            scene_cache=True,
+        ),
         Variant("no_memory", "trained model, no memory retrieval", memory_source="none"),
         Variant("no_cross_agent", "trained model, cross-agent projections zeroed"),
         Variant("untrained", "random weights, same configuration"),
@@ -132,6 +148,11 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant(
             "repeat_oracle", "repeat the TRUE frame at each chunk start", baseline="repeat_oracle"
+        ),
+        Variant(
+            "cache_only",
+            "scene cache of the exact first frames, holes filled with the last frame (no model)",
+            baseline="cache_only",
         ),
         Variant(
             "autoencoder",
@@ -202,8 +223,8 @@ def build_pipelines(
 ) -> dict[str, ShareVersePipeline]:
     """The pipeline each model variant in ``names`` runs (baselines get none).
 
-    ``trained``, ``no_memory``, ``teacher_forced``, ``autoencoder`` and ``repeat_autoencoded``
-    share one object;
+    ``trained``, ``trained_cache``, ``no_memory``, ``teacher_forced``, ``autoencoder`` and
+    ``repeat_autoencoded`` share one object;
     ``no_cross_agent`` and ``untrained`` are built only when asked for.
     """
     unknown = [n for n in names if n not in VARIANTS]
@@ -215,7 +236,14 @@ def build_pipelines(
     trained = load_model(model, seed=seed)
     out: dict[str, ShareVersePipeline] = {}
     for name in wanted:
-        if name in ("trained", "no_memory", "teacher_forced", "autoencoder", "repeat_autoencoded"):
+        if name in (
+            "trained",
+            "trained_cache",
+            "no_memory",
+            "teacher_forced",
+            "autoencoder",
+            "repeat_autoencoded",
+        ):
             out[name] = trained
         elif name == "no_cross_agent":
             out[name] = zero_cross_agent(trained)
