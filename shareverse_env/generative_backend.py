@@ -108,7 +108,7 @@ class ShareVerseBackend(Backend):
         device: str | torch.device | None = None,
         progress: bool = False,
         seed: int = 0,
-        scene_cache: bool = False,
+        scene_cache: bool = True,
         composite: bool = True,
         cache_capacity: int = 32,
         cache_buffers: int = 4,

@@ -42,7 +42,8 @@ def test_shapes_and_memory_growth():
         assert env.observation_space(agent).contains(obs[agent])
         assert infos[agent]["frames"].std() > 0  # generated, not a blank placeholder
     assert len(env.backend.memory) == 2 + 2 * NEW_FRAMES_PER_CHUNK
-    assert set(env.backend.last_timings) == {"encode", "memory", "denoise", "decode", "archive"}
+    phases = {"encode", "memory", "denoise", "decode", "archive", "scene_cache"}
+    assert set(env.backend.last_timings) == phases
 
 
 def rollout(seed, steps=2):

@@ -507,10 +507,11 @@ def rollout(
     pipeline: ShareVersePipeline | None = None,
     noise_seed: int = 0,
     num_inference_steps: int | None = None,
+    rig: CameraRig | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the ``(A, 28, 2H, 2W, 3)`` frames of each of ``num_chunks`` chunks of ``data``
     under its true plans (:func:`start_episode`, no probes)."""
-    episode = start_episode(variant, data, pipeline, noise_seed, num_inference_steps)
+    episode = start_episode(variant, data, pipeline, noise_seed, num_inference_steps, rig)
     for k in range(num_chunks):
         window = slice(NEW_FRAMES_PER_CHUNK * k, NEW_FRAMES_PER_CHUNK * k + CHUNK_FRAMES)
         yield episode.chunk(k, data.poses[:, window], data.frames[:, window])

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .action_probes import PROBES
+from .consistency import AGREE_TOLERANCE
 from .quality import QUALITY_METRICS, QualityResult, best_floor
 from .variants import FLOORS, VARIANTS
 
@@ -108,6 +109,27 @@ def action_table(result: QualityResult) -> str:
                 _fmt(stats[f"follow_{p}"], "{:+.2f}"),
                 _fmt(true_change, "{:.1f}"),
             ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def consistency_table(result: QualityResult) -> str:
+    """Markdown table of cross-agent consistency per variant (:mod:`.consistency`): the mean
+    colour difference over co-visible pixels, the share that agree, the truth's own difference
+    and the excess over it. Empty when no row has co-visible pixels."""
+    summary = result.summary()
+    if all(math.isnan(s["xagent_diff"]) for s in summary.values()):
+        return ""
+    head = ["variant", "difference", "agree", "truth's difference", "excess"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, stats in summary.items():
+        cells = [
+            variant,
+            _fmt(stats["xagent_diff"], "{:.1f}"),
+            _fmt(stats["xagent_agree"], "{:.2f}"),
+            _fmt(stats["true_xagent_diff"], "{:.1f}"),
+            _fmt(stats["xagent_excess"], "{:+.1f}"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -288,6 +310,14 @@ def conclusions(result: QualityResult) -> list[str]:
         lines.append(f"- **{label}**: {beats_best_floor(result, 'trained', both)}")
     else:
         lines.append(f"- **{label}**: not measured (variant missing).")
+    if "trained_cache" in have:
+        label = "(a) trained_cache beats the best floor on each metric"
+        lines.append(f"- **{label}**: {beats_best_floor(result, 'trained_cache', both)}")
+        for other in ("cache_only", "trained"):
+            if other in have:
+                sentence = _sentence(result, "trained_cache", other, both)
+                verdict = _overall(result, "trained_cache", other, both)
+                lines.append(f"- **(e) trained_cache vs {other}**: {verdict}. {sentence}.")
     questions = (
         ("(a) trained beats the untrained model", "untrained", both),
         ("(b) memory helps (trained vs no_memory)", "no_memory", both),
@@ -337,6 +367,15 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
     steps = cfg.get("num_inference_steps")
     steps_note = f" at {steps} sampler steps" if steps else ""
     actions = action_table(result)
+    consistency = consistency_table(result)
+    consistency_note = (
+        "*Cross-agent consistency*: for every pixel of one agent's frame that the other agent "
+        "also sees (exact correspondences from the true depth and poses), the mean absolute "
+        "colour difference (grey levels, mean over R, G, B) to its projection in the other "
+        "agent's frame of the same variant at the same time; *agree* = the share within "
+        f"{AGREE_TOLERANCE:g} grey levels; *excess* = the difference beyond the truth's own "
+        "(view-dependent shading and fog make even the exact renderer's frames differ)."
+    )
     lines += [
         f"Data: `{cfg.get('data', '?')}` split `{cfg.get('split', '?')}`, "
         f"{len(cfg.get('sequences', []))} sequences × {agents} agents × {result.num_chunks} "
@@ -361,6 +400,7 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
         "2 m to the left by the chunk's end).",
         "",
         *([actions, ""] if actions else []),
+        *([consistency_note, "", consistency, ""] if consistency else []),
         "## Conclusions",
         "",
         "Computed from the numbers over paired chunks (same sequence, agent and chunk): a mean "
