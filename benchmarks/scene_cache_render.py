@@ -5,14 +5,22 @@
     python benchmarks/scene_cache_render.py --device cuda   # on a GPU
 
 Timing: a two-agent chunk, 2 agents × 28 frames, each agent's frames rendered from 4 buffers
-(its own), at 64×96 views; plus ``select`` (4 of 8 pooled buffers) per agent. Buffers use random
-RGB and a flat-ground depth (geometry does not change the cost much).
+(its own), at 64×96 views; plus ``select`` (4 of 8 pooled buffers) per agent, by each method.
+Buffers use random RGB and a flat-ground depth (geometry does not change the cost much).
 
 Fidelity: in ``generate_town(seed)``, for several starts on the town's roads, the exact first
 frame (and, for "4 buffers", also the frames 2.7, 5.3 and 8 m behind it) are cached, the car
 drives 8 m forward in 28 frames, and the cache's render of frames 7/14/21/28 is compared with the
 exact renderer: coverage (valid pixels) and PSNR on the covered pixels, and the PSNR of simply
 repeating the first frame on the same pixels.
+
+Selection (with the fidelity part): at the same starts, 8 buffers are cached, some useful and
+some not: the first frame, frames 0.7, 2.7 and 30 m behind it (the agent's own), frames 6 and
+12 m ahead facing back (another agent coming the other way), and two frames at other starts
+(elsewhere in the town). Each ``SceneCache.select`` method picks k = 2 (and 3) of them for the
+8 m forward chunk; frames 7/14/21/28 rendered from those two are compared with the exact
+renderer: coverage, PSNR on the covered pixels, and PSNR of the whole frame with the holes
+filled by the first frame; "picks" names the chosen buffers per start.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import numpy as np
 import torch
 
 from shareverse_env.geometry import CameraRig, plan_chunk
-from shareverse_env.scene_cache import SceneBuffer, SceneCache
+from shareverse_env.scene_cache import SELECT_METHODS, SceneBuffer, SceneCache
 
 HW = (64, 96)
 
@@ -71,6 +79,11 @@ def timing(device: str, repeats: int) -> None:
 
     render = best(lambda: [cache.render(plans[a], own[a]) for a in range(2)])
     select = best(lambda: [cache.select(plans[a], 4) for a in range(2)])
+    by_method = {
+        m: best(lambda m=m: [cache.select(plans[a], 4, method=m) for a in range(2)])
+        for m in SELECT_METHODS
+        if m != "coverage"  # the default: timed above
+    }
     points = sum(len(it.points) + len(it.sky) for it in cache._items) // 8
     print(f"device {device}, torch threads {torch.get_num_threads()}, views {HW[0]}×{HW[1]}")
     print(f"points per buffer: {points}")
@@ -78,7 +91,9 @@ def timing(device: str, repeats: int) -> None:
     print("|---|---|---|")
     print(f"| render 2 agents × 28 frames, 4 buffers each | {1e3 * render:.1f} | "
           f"{1e3 * render / 56:.2f} |")  # fmt: skip
-    print(f"| select 4 of 8 buffers, 2 agents | {1e3 * select:.1f} | - |")
+    print(f"| select 4 of 8 buffers, 2 agents, method 'coverage' | {1e3 * select:.1f} | - |")
+    for m, t in by_method.items():
+        print(f"| select 4 of 8, 2 agents, method {m!r} | {1e3 * t:.1f} | - |")
     print(f"| chunk total | {1e3 * (render + select):.1f} | - |")
 
 
@@ -148,6 +163,58 @@ def fidelity(seed: int, starts: int) -> None:
         )
 
 
+def selection(seed: int, starts: int, k: int = 2) -> None:
+    from shareverse_env.world.generator import generate_town
+    from shareverse_env.world.renderer import Renderer
+
+    town = generate_town(seed)
+    renderer = Renderer(town, "clear_noon", view_hw=HW)
+    rig = renderer.rig
+    rng = np.random.default_rng(seed)
+    all_starts = _starts(town, starts + 2, rng)
+    rows: dict[str, list] = {m: [] for m in SELECT_METHODS}
+    picks: dict[str, list] = {m: [] for m in SELECT_METHODS}
+    names = ["first", "-0.7 m", "-2.7 m", "-30 m", "+6 m back", "+12 m back", "other", "other"]
+    for s_i in range(starts):
+        start = all_starts[s_i]
+        plan = plan_chunk(start, np.array([8.0, 0.0, 0.0]))
+        targets = plan[[7, 14, 21, 28]]
+        behind = plan_chunk(start, np.array([-30.0, 0.0, 0.0]))
+        back = [behind[0], plan_chunk(start, np.array([-0.7, 0.0, 0.0]))[-1]]
+        back += [plan_chunk(start, np.array([-2.7, 0.0, 0.0]))[-1], behind[-1]]
+        ahead = [
+            plan_chunk(start, np.array([d, 0.0, 0.0]))[-1] + [0.0, 0.0, np.pi] for d in (6, 12)
+        ]
+        others = [p for j, p in enumerate(all_starts) if j != s_i][-2:]
+        poses = np.array(back + ahead + list(others))
+        agents = [0, 0, 0, 0, 1, 1, 1, 1]
+        frames = renderer.render(poses)
+        exact = renderer.render(targets)
+        cache = SceneCache(rig, HW, capacity=8)
+        for i in np.argsort([3, 2, 1, 0, 4, 5, 6, 7], kind="stable"):  # oldest first
+            cache.add(SceneBuffer(frames.rgb[i], frames.depth[i], poses[i], agents[i], int(i)))
+        order = [b.time for b in cache.buffers]  # buffer index -> row of `poses`
+        for m in SELECT_METHODS:
+            sel = cache.select(plan, k, method=m)
+            picks[m].append(" & ".join(names[order[i]] for i in sel))
+            out = cache.render(targets, sel)
+            for f in range(len(targets)):
+                v = out.valid[f]
+                filled = np.where(v[..., None], out.rgb[f], frames.rgb[0])
+                rows[m].append(
+                    (v.mean(), _psnr(out.rgb[f][v], exact.rgb[f][v]), _psnr(filled, exact.rgb[f]))
+                )
+    print(f"\nselection: k = {k} of 8 buffers, {starts} starts × frames 7/14/21/28")
+    print("| method | coverage | PSNR covered (dB) | PSNR, holes = first frame (dB) | picks |")
+    print("|---|---|---|---|---|")
+    for m, vals in rows.items():
+        arr = np.array(vals)
+        print(
+            f"| {m} | {arr[:, 0].mean():.3f} | {arr[:, 1].mean():.2f} | {arr[:, 2].mean():.2f} "
+            f"| {'; '.join(picks[m])} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -159,6 +226,8 @@ def main() -> None:
     timing(args.device, args.repeats)
     if not args.no_fidelity:
         fidelity(args.seed, args.starts)
+        for k in (2, 3):
+            selection(args.seed, args.starts, k)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,9 @@ class ShareVerseBackend(Backend):
         self._last_frames: np.ndarray | None = None
         self._time = 0
         self._generator = torch.Generator().manual_seed(seed)
+        for name, value in (("scene_cache", scene_cache), ("composite", composite)):
+            if not isinstance(value, bool | np.bool_):
+                raise ValueError(f"backend option {name!r} must be True or False; got {value!r}")
         self.composite = bool(composite)
         self.scene: SceneCompositor | None = None
         """The episode's scene cache and compositor (``None`` without ``scene_cache``)."""

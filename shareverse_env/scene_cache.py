@@ -6,16 +6,25 @@ OpenCV cameras, ``inf`` = sky), the ego pose, the agent and the time. A :class:`
 buffers separate (no fused cloud), lifts each one to world points once, and renders any subset
 into the cameras of planned ego poses with a pure-torch z-buffer:
 
-* finite pixels become world points (``depth · K⁻¹ [u+½, v+½, 1]``, then camera-to-world);
-* sky pixels become directions at infinity, rendered with the camera rotation only;
+* finite pixels become world points (``depth · K⁻¹ [u+½, v+½, 1]``, then camera-to-world),
+  kept in blocks of :data:`BLOCK` × :data:`BLOCK` source pixels (split by depth octave) whose
+  bounding spheres are tested against each target frustum first, so that a point is projected
+  only into the views it can reach;
 * every point is splatted with a footprint of 1×1, 2×2 or 3×3 target pixels chosen from its
   magnification (source depth / target depth), so that a forward move leaves no pinholes on the
   near road while a frame re-rendered from its own pose reproduces itself exactly;
-* the nearest depth wins (sky loses to everything), via ``scatter_reduce`` ``amin`` on a packed
-  ``(float32 depth bits, point index)`` key; then, among the candidates within
-  :data:`RESOLVE_TOLERANCE` of that depth (the same surface), the finest footprint wins, then
-  the one projected closest to the pixel centre, so that a far buffer's coarse splats do not
-  paint over a nearer buffer's sharper view of the same surface.
+* the nearest depth wins, via an int32 ``scatter_reduce`` ``amin`` on the depth bits; then,
+  among the candidates within :data:`RESOLVE_TOLERANCE` of that depth (the same surface), the
+  finest footprint wins, then the one projected closest to the pixel centre (a second, int64
+  ``amin`` on a ``(rank, entry)`` key), so that a far buffer's coarse splats do not paint over a
+  nearer buffer's sharper view of the same surface;
+* sky (``inf``) loses to every point, so it is not splatted: each pixel no point reached is
+  looked up backwards, its ray direction rotated into each buffer's view (sky is at infinity:
+  rotation only), where it picks the source pixel it falls in; an unrotated buffer (its own
+  pixel grid) wins, then the sample nearest a source pixel centre.
+
+A buffer may be partial (``SceneBuffer.mask``): its masked-out pixels are neither points nor
+sky. :meth:`SceneCache.select` picks the buffers to render a plan from (:data:`SELECT_METHODS`).
 
 The cache depends on :mod:`shareverse_env.geometry`, numpy and torch only.
 
@@ -42,6 +51,7 @@ import numpy as np
 import torch
 
 from shareverse_env.geometry import (
+    VIEW_YAWS,
     CameraRig,
     camera_ray_directions,
     check_finite_poses,
@@ -73,7 +83,17 @@ size (finest wins); ``None`` for a plain nearest-depth z-buffer."""
 CONTINUITY = 0.3
 """Neighbouring pixels whose z-depths differ by at most this fraction are one surface."""
 
+SELECT_METHODS: tuple[str, ...] = ("coverage", "marginal", "eq3")
+"""The ways :meth:`SceneCache.select` can pick buffers."""
+
+BLOCK = 8
+"""Side, in source pixels, of the blocks whose bounding spheres cull points before projection."""
+
+CHUNK_CANDIDATES = 4_000_000
+"""About the most (point or sky, camera) candidates one rendering pass holds in memory."""
+
 _KEY_EMPTY = torch.iinfo(torch.int64).max
+_BITS_INF = int(np.array(np.inf, np.float32).view(np.int32))
 
 
 @dataclass(frozen=True)
@@ -83,10 +103,13 @@ class SceneBuffer:
     Attributes:
         rgb: ``(2H, 2W, 3)`` uint8, tiled ``[[front, rear], [left, right]]``.
         depth: ``(2H, 2W)`` float32 metric z-depth along each camera's optical axis; ``inf`` on
-            sky; never NaN or negative.
+            sky; never NaN or negative where ``mask`` is True (anything elsewhere).
         pose: ``(3,)`` finite ego pose ``(x, y, yaw)``.
         agent: the agent's index (≥ 0).
         time: the frame index (≥ 0).
+        mask: optional ``(2H, 2W)`` bool, True where the pixel is lifted (a point, or sky where
+            depth is ``inf``); False pixels are neither points nor sky, and their depth may be
+            anything (NaN or negative included). ``None``: every pixel.
     """
 
     rgb: np.ndarray
@@ -94,6 +117,7 @@ class SceneBuffer:
     pose: np.ndarray
     agent: int
     time: int
+    mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         rgb, depth = np.asarray(self.rgb), np.asarray(self.depth)
@@ -105,10 +129,23 @@ class SceneBuffer:
             raise ValueError(f"depth must be float32; got {depth.dtype}")
         if depth.shape != rgb.shape[:2]:
             raise ValueError(f"depth must have shape {rgb.shape[:2]} (as rgb); got {depth.shape}")
-        if np.isnan(depth).any():
-            raise ValueError("depth holds NaN; use inf for sky")
-        if (depth < 0).any():
-            raise ValueError("depth must be non-negative (or inf for sky); got negative values")
+        mask = None
+        if self.mask is not None:
+            mask = np.asarray(self.mask)
+            if mask.dtype != np.bool_ or mask.shape != depth.shape:
+                raise ValueError(
+                    f"mask must be a bool array of shape {depth.shape} (as depth) or None; got "
+                    f"{mask.dtype} {mask.shape}"
+                )
+        lifted = depth if mask is None else depth[mask]
+        if np.isnan(lifted).any():
+            where = "" if mask is None else " where mask is True"
+            raise ValueError(f"depth holds NaN{where}; use inf for sky")
+        with np.errstate(invalid="ignore"):
+            if (lifted < 0).any():
+                raise ValueError(
+                    "depth must be non-negative (or inf for sky) where lifted; got negative values"
+                )
         pose = np.asarray(self.pose, dtype=np.float64)
         if pose.shape != (3,):
             raise ValueError(f"pose must have shape (3,) of (x, y, yaw); got {pose.shape}")
@@ -123,6 +160,7 @@ class SceneBuffer:
         object.__setattr__(self, "pose", pose)
         object.__setattr__(self, "agent", int(self.agent))
         object.__setattr__(self, "time", int(self.time))
+        object.__setattr__(self, "mask", mask)
 
 
 @dataclass(frozen=True)
@@ -142,16 +180,25 @@ class CacheRender:
 
 @dataclass(frozen=True)
 class _Lifted:
-    """A buffer's kept pixels: world points relative to ``origin`` and sky directions."""
+    """A buffer's kept pixels: world points relative to ``origin`` and sky directions.
+
+    Points are ordered by block (:data:`BLOCK` × :data:`BLOCK` source pixels of one view), each
+    block with a bounding sphere, so that a render projects only the blocks that can reach a
+    target view. The sky is not splatted: pixels no point reaches look it up in ``sky_table``.
+    """
 
     buffer: SceneBuffer
     origin: np.ndarray  # (3,) float64: (x, y, 0) of the buffer's pose
     points: torch.Tensor  # (N, 3) float32, world minus origin
     point_rgb: torch.Tensor  # (N, 3) uint8
     point_dxy: torch.Tensor  # (N, 2, 3) float32 world offsets to the right / lower neighbour
+    block_centre: np.ndarray  # (L, 3) float64, world minus origin
+    block_radius: np.ndarray  # (L,) float64
+    block_start: np.ndarray  # (L,) int64 first point of each block
+    block_count: np.ndarray  # (L,) int64
     sky: torch.Tensor  # (M, 3) float32 unit world directions
     sky_rgb: torch.Tensor  # (M, 3) uint8
-    sky_yaw: torch.Tensor  # (M,) float64 world yaw of the source camera
+    sky_table: torch.Tensor | None  # (4·H·W,) int32 packed sky colour per pixel (see _sky_table)
 
 
 class SceneCache:
@@ -230,6 +277,9 @@ class SceneCache:
 
     def _lift(self, buffer: SceneBuffer, cars: np.ndarray | None) -> _Lifted:
         depth = untile_views(buffer.depth[..., None])[..., 0].astype(np.float64)  # (4, H, W)
+        if buffer.mask is not None:
+            # Masked-out pixels are missing: neither points, sky nor neighbours of a footprint.
+            depth = np.where(untile_views(buffer.mask[..., None])[..., 0], depth, np.nan)
         rgb = untile_views(buffer.rgb)  # (4, H, W, 3)
         cam = self.rig.camera_to_world(buffer.pose)  # (4, 4, 4)
         rot, trans = cam[:, :3, :3], cam[:, :3, 3]
@@ -243,7 +293,25 @@ class SceneCache:
         sky = np.isinf(depth)
         dirs = np.einsum("vij,hwj->vhwi", rot, self._rays)
         dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-        yaws = np.broadcast_to(self.rig.camera_yaws(buffer.pose)[:, None, None], depth.shape)
+
+        # Points, ordered by block; each block's bounding sphere (box centre, farthest point).
+        height, width = self.view_hw
+        nbh, nbw = -(-height // BLOCK), -(-width // BLOCK)
+        rows, cols = np.arange(height) // BLOCK, np.arange(width) // BLOCK
+        block = (np.arange(4)[:, None, None] * nbh + rows[:, None]) * nbw + cols[None, :]
+        # Split blocks by depth octave too: a block across the horizon spans hundreds of metres,
+        # and its bounding sphere would reach into the neighbouring views.
+        octave = np.clip(np.floor(np.log2(np.maximum(depth[keep], 1e-3))), -16, 47) + 16
+        kept_block = block[keep] * 64 + octave.astype(np.int64)
+        order = np.argsort(kept_block, kind="stable")
+        pts = world[keep][order]
+        _, start, count = np.unique(kept_block[order], return_index=True, return_counts=True)
+        if len(pts):
+            centre = 0.5 * (np.minimum.reduceat(pts, start) + np.maximum.reduceat(pts, start))
+            dist = np.linalg.norm(pts - np.repeat(centre, count, axis=0), axis=-1)
+            radius = np.maximum.reduceat(dist, start) * (1 + 1e-6) + 1e-6
+        else:
+            centre, radius = np.zeros((0, 3)), np.zeros(0)
 
         def t(x, dtype):
             return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=self.device)
@@ -251,12 +319,16 @@ class SceneCache:
         return _Lifted(
             buffer=buffer,
             origin=origin,
-            points=t(world[keep], torch.float32),
-            point_rgb=t(rgb[keep], torch.uint8),
-            point_dxy=t(self._pixel_offsets(world, depth, rot)[keep], torch.float32),
+            points=t(pts, torch.float32),
+            point_rgb=t(rgb[keep][order], torch.uint8),
+            point_dxy=t(self._pixel_offsets(world, depth, rot)[keep][order], torch.float32),
+            block_centre=centre,
+            block_radius=radius,
+            block_start=start.astype(np.int64),
+            block_count=count.astype(np.int64),
             sky=t(dirs[sky], torch.float32),
             sky_rgb=t(rgb[sky], torch.uint8),
-            sky_yaw=t(yaws[sky], torch.float64),
+            sky_table=t(_sky_table(rgb, sky).reshape(-1), torch.int32) if sky.any() else None,
         )
 
     def _pixel_offsets(self, world: np.ndarray, depth: np.ndarray, rot: np.ndarray) -> np.ndarray:
@@ -333,6 +405,11 @@ class SceneCache:
         Cheap: each buffer is rendered alone at ``1/downsample`` resolution into at most
         ``max_poses`` poses spread evenly over ``poses`` (first and last included).
         """
+        return self._coverage_masks(poses, downsample, max_poses).mean(axis=1)
+
+    def _coverage_masks(self, poses: np.ndarray, downsample: int, max_poses: int) -> np.ndarray:
+        """``(len(self), P)`` bool: the pixels of the downsampled planned views each buffer
+        alone covers (see :meth:`coverage`)."""
         poses = check_finite_poses(poses)
         if poses.ndim != 2 or not len(poses):
             raise ValueError(f"poses must have shape (F, 3) with F ≥ 1; got {poses.shape}")
@@ -342,165 +419,424 @@ class SceneCache:
         sub = poses[take.astype(int)]
         height, width = self.view_hw
         hw = (max(1, height // int(downsample)), max(1, width // int(downsample)))
-        out = np.zeros(len(self._items))
+        out = np.zeros((len(self._items), len(sub) * 4 * hw[0] * hw[1]), dtype=bool)
         for i in range(len(self._items)):
-            out[i] = float(self._render(sub, [i], hw, resolve=False)[2].float().mean())
+            out[i] = self._render(sub, [i], hw, resolve=False)[2].numpy()
         return out
 
-    def select(self, poses: np.ndarray, k: int) -> np.ndarray:
-        """Indices of the ``k`` buffers with the highest :meth:`coverage` of ``poses``, best first.
+    def select(self, poses: np.ndarray, k: int, method: str = "coverage") -> np.ndarray:
+        """Indices of up to ``k`` buffers to render the planned ``poses (F, 3)`` from, best first.
 
-        Ties go to the newer buffer.
+        Methods (see :data:`SELECT_METHODS`):
+
+        * ``"coverage"``: the ``k`` highest :meth:`coverage` (each buffer alone); ties go to the
+          newer buffer.
+        * ``"marginal"``: greedy; each next buffer adds the most pixels of the downsampled
+          planned views (those of :meth:`coverage`) that the ones picked so far leave uncovered
+          (ties: higher own coverage, then newer). Once no buffer adds a pixel, the rest follow
+          in ``"coverage"`` order, so that up to ``k`` are still returned.
+        * ``"eq3"``: the paper's Eq. 3 retrieval: for each of ``k`` query positions spaced
+          evenly by arc length along the planned path (as
+          :func:`shareverse_env.memory.sample_query_positions`), the buffer whose pose is nearest
+          in ``(x, y)`` (ties: the older one); duplicates dropped, then filled up to ``k`` by
+          the buffers nearest the last planned pose. Needs no rendering.
         """
-        if int(k) < 0:
+        if isinstance(k, bool) or int(k) < 0:
             raise ValueError(f"k must be ≥ 0; got {k}")
-        cov = self.coverage(poses)
+        if method not in SELECT_METHODS:
+            raise ValueError(f"method must be one of {SELECT_METHODS}; got {method!r}")
+        k = min(int(k), len(self._items))
+        if method == "eq3":
+            poses = check_finite_poses(poses)
+            if poses.ndim != 2 or not len(poses):
+                raise ValueError(f"poses must have shape (F, 3) with F ≥ 1; got {poses.shape}")
+            if k == 0:
+                return np.zeros(0, np.int64)
+            xy = np.array([it.buffer.pose[:2] for it in self._items])  # (B, 2)
+            queries = _query_positions(poses, k)
+            d2 = ((queries[:, None, :] - xy[None]) ** 2).sum(-1)  # (Q, B)
+            picked = list(dict.fromkeys(int(i) for i in d2.argmin(axis=1)))  # first minimum
+            last = ((xy - poses[-1, :2]) ** 2).sum(-1)
+            rest = [int(i) for i in np.argsort(last, kind="stable") if int(i) not in picked]
+            return np.array((picked + rest)[:k], dtype=np.int64)
+        masks = self._coverage_masks(poses, 2, 4)
+        cov = masks.mean(axis=1)
         order = np.lexsort((-np.arange(len(cov)), -cov))  # coverage desc, then newest first
-        return order[: int(k)].astype(np.int64)
+        if method == "coverage" or k == 0:
+            return order[:k].astype(np.int64)
+        covered = np.zeros(masks.shape[1], dtype=bool)
+        picked: list[int] = []
+        while len(picked) < k:
+            gain = np.array([(m & ~covered).sum() for m in masks])
+            gain[picked] = -1
+            best = max(order, key=lambda i: gain[i])  # first of the maxima in coverage order
+            if gain[best] <= 0:
+                break
+            picked.append(int(best))
+            covered |= masks[best]
+        picked += [int(i) for i in order if int(i) not in picked][: k - len(picked)]
+        return np.array(picked, dtype=np.int64)
 
     def _render(self, poses: np.ndarray, idx: list[int], hw: tuple[int, int], resolve: bool = True):
         """Flat ``(F·4·h·w, ...)`` rgb uint8, depth float32 and valid bool tensors."""
         height, width = hw
         dev = self.device
         k = self.rig.intrinsics(height, width)
-        intr = (float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]))
+        fx, fy, cx, cy = float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])
         # The footprint is measured in the target's pixels; the offsets in the source's.
-        scale = float(k[0, 0]) / self.rig.focal(self.view_hw[1])
+        scale = fx / self.rig.focal(self.view_hw[1])
         cam = self.rig.camera_to_world(poses).reshape(-1, 4, 4)  # (C, 4, 4)
-        num_cams = len(cam)
+        num_cams, pixels = len(cam), height * width
         origin = np.array([poses[0, 0], poses[0, 1], 0.0])
         items = [self._items[i] for i in idx]
+        # The rig's cameras are level (CameraRig builds them so): optical axis (c, s, 0), x axis
+        # (s, -c, 0), y axis (0, 0, -1). Projecting needs two products per point, not nine.
+        cam_c, cam_s = cam[:, 0, 2], cam[:, 1, 2]
+        cam_pos = cam[:, :3, 3] - origin
+        # The frustum, widened by MAX_FOOTPRINT pixels, as slopes x/z and y/z.
+        m = MAX_FOOTPRINT
+        x_lo, x_hi = (-m - cx) / fx, (width + m - cx) / fx
+        y_lo, y_hi = (-m - cy) / fy, (height + m - cy) / fy
+        shifts = [it.origin - origin for it in items]
+
+        # Point candidates: the (camera, block) pairs whose bounding sphere meets the frustum.
+        n_pts = sum(len(it.points) for it in items)
+        first = np.cumsum([0] + [len(it.points) for it in items])[:-1]
+        centre = np.concatenate(
+            [np.zeros((0, 3))]
+            + [it.block_centre + sh for it, sh in zip(items, shifts, strict=True)]
+        )
+        radius = np.concatenate([np.zeros(0)] + [it.block_radius for it in items])
+        b_start = np.concatenate(
+            [np.zeros(0, np.int64)]
+            + [it.block_start + f for it, f in zip(items, first, strict=True)]
+        )
+        b_count = np.concatenate([np.zeros(0, np.int64)] + [it.block_count for it in items])
+        d = centre[None] - cam_pos[:, None]  # (C, L, 3)
+        bz = cam_c[:, None] * d[..., 0] + cam_s[:, None] * d[..., 1]
+        bx = cam_s[:, None] * d[..., 0] - cam_c[:, None] * d[..., 1]
+        by = -d[..., 2]
+        outside = NEAR - bz > radius
+        for slope_lo, slope_hi, w in ((x_lo, x_hi, bx), (y_lo, y_hi, by)):
+            outside |= (w - slope_hi * bz) / np.hypot(1.0, slope_hi) > radius
+            outside |= (slope_lo * bz - w) / np.hypot(1.0, slope_lo) > radius
+        p_cam, p_block = np.nonzero(~outside)  # camera-major
+        p_start, p_count = b_start[p_block], b_count[p_block]
+
+        def t(x, dtype=torch.float32):
+            return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=dev)
 
         def cat(name, shape, dtype=torch.float32):
-            empty = torch.zeros(shape, dtype=dtype, device=dev)
-            return torch.cat([empty] + [getattr(it, name) for it in items])
+            return torch.cat(
+                [torch.zeros(shape, dtype=dtype, device=dev)] + [getattr(it, name) for it in items]
+            )
 
-        shifts = [torch.tensor(it.origin - origin, dtype=torch.float32, device=dev) for it in items]
+        # Columns (structure of arrays): 1-D takes are much faster than row gathers on CPU.
         pts = torch.cat(
             [torch.zeros((0, 3), device=dev)]
-            + [it.points + shift for it, shift in zip(items, shifts, strict=True)]
+            + [it.points + t(sh) for it, sh in zip(items, shifts, strict=True)]
         )
-        p_dxy = cat("point_dxy", (0, 2, 3)) * scale
-        sky = cat("sky", (0, 3))
-        s_yaw = cat("sky_yaw", (0,), torch.float64)
-        all_rgb = torch.cat(
-            [cat("point_rgb", (0, 3), torch.uint8), cat("sky_rgb", (0, 3), torch.uint8)]
-        )
-        n_pts, n_sky = len(pts), len(sky)
-        total = max(1, n_pts + n_sky)
-        rot = torch.tensor(cam[:, :3, :3], dtype=torch.float32, device=dev)
-        trans = torch.tensor(cam[:, :3, 3] - origin, dtype=torch.float32, device=dev)
-        cam_yaw = torch.tensor(
-            self.rig.camera_yaws(poses).reshape(-1), dtype=torch.float64, device=dev
-        )
-        pixels = height * width
-        zbuf = torch.full((num_cams * pixels,), _KEY_EMPTY, dtype=torch.int64, device=dev)
-        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        step = max(1, 4_000_000 // total)
-        for c0 in range(0, num_cams, step):
-            c1 = min(num_cams, c0 + step)
-            if n_pts:
-                pc = torch.einsum("cnj,cji->cni", pts[None] - trans[c0:c1, None], rot[c0:c1])
-                ci, ni, u, v, z = _project(pc, pc[..., 2], NEAR, hw, intr)
+        p_x, p_y, p_z = pts.T.contiguous()
+        p_dxy = (cat("point_dxy", (0, 2, 3)) * scale).reshape(-1, 6).T.contiguous()
+        all_rgb = cat("point_rgb", (0, 3), torch.uint8)
+        sky = _SkyLookup(self, items, poses, hw)
+        cam_par = t(np.stack([cam_c, cam_s, *cam_pos.T], axis=0))  # (5, C)
+
+        out_depth = torch.full((num_cams * pixels,), float("inf"), device=dev)
+        out_point = torch.zeros(num_cams * pixels, dtype=torch.int64, device=dev)
+        out_sky = torch.full((num_cams * pixels,), -1, dtype=torch.int32, device=dev)
+        out_valid = torch.zeros(num_cams * pixels, dtype=torch.bool, device=dev)
+        tolerance = RESOLVE_TOLERANCE if resolve else None
+        # Cameras in chunks of about CHUNK_CANDIDATES candidates; pixels of different cameras
+        # never compete, so each chunk is resolved on its own.
+        per_cam = np.bincount(p_cam, p_count, num_cams) + pixels
+        bounds, acc = [0], 0.0
+        for c, n in enumerate(per_cam):
+            if acc and acc + n > CHUNK_CANDIDATES:
+                bounds.append(c)
+                acc = 0.0
+            acc += n
+        bounds.append(num_cams)
+        for c0, c1 in ((bounds[j], bounds[j + 1]) for j in range(len(bounds) - 1)):
+            pa, pb = np.searchsorted(p_cam, [c0, c1])
+            ci, u, v, depth, ku, kv, point = [], [], [], [], [], [], []
+            if n_pts and pb > pa:
+                cp, ni = _expand(*(t(a[pa:pb], torch.int64) for a in (p_cam, p_start, p_count)))
+                c, s, tx, ty, tz = (torch.take(row, cp) for row in cam_par)
+                dx, dy = torch.take(p_x, ni) - tx, torch.take(p_y, ni) - ty
+                z = c * dx + s * dy
+                x, y = s * dx - c * dy, tz - torch.take(p_z, ni)
+                zc = z.clamp(min=NEAR)
+                pu, pv = fx * x / zc + cx, fy * y / zc + cy
+                keep = (z > NEAR) & (pu > -m) & (pu < width + m) & (pv > -m) & (pv < height + m)
+                sel = torch.nonzero(keep).squeeze(1)
+                cp, ni, c, s, x, y, z, pu, pv = (
+                    torch.take(a, sel) for a in (cp, ni, c, s, x, y, z, pu, pv)
+                )
                 # Footprint: the extent of the source pixel's right / down neighbour offsets,
                 # projected exactly (1×1 for a frame re-rendered from its own pose).
-                d = torch.einsum("kaj,kji->kai", p_dxy[ni], rot[c0 + ci])  # (K, 2, 3)
-                q = pc[ci, ni][:, None, :] + d
-                qz = q[..., 2].clamp(min=NEAR)
-                du = intr[0] * q[..., 0] / qz + intr[2] - u[:, None]
-                dv = intr[1] * q[..., 1] / qz + intr[3] - v[:, None]
-                ku = torch.ceil(du.abs().sum(-1) - 0.05).clamp(1, MAX_FOOTPRINT)
-                kv = torch.ceil(dv.abs().sum(-1) - 0.05).clamp(1, MAX_FOOTPRINT)
-                parts.append(_splat(zbuf, c0 + ci, ni, u, v, z, ku, kv, total, hw))
-            if n_sky:
-                sc = torch.einsum("nj,cji->cni", sky, rot[c0:c1])
-                ci, ni, u, v, _ = _project(sc, sc[..., 2], 1e-6, hw, intr)
-                dyaw = cam_yaw[c0 + ci] - s_yaw[ni]
-                turned = torch.remainder(dyaw + np.pi, 2 * np.pi).sub(np.pi).abs() > 1e-6
-                # Directions are only rotated: 1×1 when the camera's rotation is the source's.
-                foot = turned.float() + 1.0
-                inf = torch.full_like(u, float("inf"))
-                parts.append(_splat(zbuf, c0 + ci, ni + n_pts, u, v, inf, foot, foot, total, hw))
-        valid = zbuf != _KEY_EMPTY
-        if resolve and parts and RESOLVE_TOLERANCE is not None:
-            zbuf = _resolve(zbuf, valid, parts, total)
-        win = torch.where(valid, zbuf % total, torch.zeros_like(zbuf))
-        bits = torch.where(valid, zbuf // total, torch.zeros_like(zbuf)).to(torch.int32)
-        depth = torch.where(valid, bits.view(torch.float32), torch.tensor(float("inf"), device=dev))
+                ext_u, ext_v = 0.0, 0.0
+                for j in (0, 3):
+                    ax, ay, az = (torch.take(p_dxy[j + i], ni) for i in (0, 1, 2))
+                    qz = (z + c * ax + s * ay).clamp(min=NEAR)
+                    ext_u = ext_u + (fx * (x + s * ax - c * ay) / qz + cx - pu).abs()
+                    ext_v = ext_v + (fy * (y - az) / qz + cy - pv).abs()
+                ci.append(cp)
+                u.append(pu)
+                v.append(pv)
+                depth.append(z)
+                ku.append(torch.ceil(ext_u - 0.05).clamp(1, MAX_FOOTPRINT))
+                kv.append(torch.ceil(ext_v - 0.05).clamp(1, MAX_FOOTPRINT))
+                point.append(ni)
+            lo, hi = c0 * pixels, c1 * pixels
+            if ci:
+                ci, u, v, depth, ku, kv, point = (
+                    torch.cat(a) for a in (ci, u, v, depth, ku, kv, point)
+                )
+                size = (c1 - c0) * pixels
+                pix, e_depth, rank, extra = _footprints(ci - c0, u, v, depth, ku, kv, hw, size)
+                valid, win = _resolve(pix, e_depth, rank, size, tolerance)
+                # The winning entry's candidate: itself, or (other footprint pixels) its source.
+                n = len(u)
+                if len(extra):
+                    win = torch.where(win < n, win, torch.take(extra, (win - n).clamp(min=0)))
+                out_valid[lo:hi] = valid
+                out_depth[lo:hi] = torch.where(valid, torch.take(depth, win), out_depth[lo:hi])
+                out_point[lo:hi] = torch.where(valid, torch.take(point, win), 0)
+            # Sky loses to every point: only the pixels no point reached look it up.
+            empty = torch.nonzero(~out_valid[lo:hi]).squeeze(1) + lo
+            packed = sky.lookup(empty)
+            out_sky[empty] = packed
+            out_valid[empty] = packed >= 0
         if not len(all_rgb):
             all_rgb = torch.zeros((1, 3), dtype=torch.uint8, device=dev)
-        rgb = torch.where(valid[:, None], all_rgb[win], 0).to(torch.uint8)
-        return rgb.cpu(), depth.cpu(), valid.cpu()
+        rgb = all_rgb.index_select(0, out_point)
+        shifts8 = torch.tensor([16, 8, 0], dtype=torch.int32, device=dev)
+        sky_rgb = ((out_sky[:, None] >> shifts8) & 255).to(torch.uint8)
+        rgb = torch.where((out_sky >= 0)[:, None], sky_rgb, rgb)
+        rgb = torch.where(out_valid[:, None], rgb, 0).to(torch.uint8)
+        return rgb.cpu(), out_depth.cpu(), out_valid.cpu()
 
 
-def _project(pc, z, near, hw, intr):
-    """Points ``pc (c, n, 3)`` in front (``z > near``) and near the view: indices, u, v, z."""
-    height, width = hw
-    fx, fy, cx, cy = intr
-    zc = z.clamp(min=near)
-    u = fx * pc[..., 0] / zc + cx
-    v = fy * pc[..., 1] / zc + cy
-    keep = (z > near) & (u > -MAX_FOOTPRINT) & (u < width + MAX_FOOTPRINT)
-    keep &= (v > -MAX_FOOTPRINT) & (v < height + MAX_FOOTPRINT)
-    ci, ni = torch.nonzero(keep, as_tuple=True)
-    return ci, ni, u[ci, ni], v[ci, ni], z[ci, ni]
+def _sky_table(rgb: np.ndarray, sky: np.ndarray) -> np.ndarray:
+    """``(4, H, W)`` int32: ``r << 16 | g << 8 | b`` on sky pixels; on the other pixels next to
+    the sky (8-neighbourhood), a neighbour's colour with bit 24 set ("dilated"); -1 elsewhere.
 
-
-def _resolve(zbuf, valid, parts, total):
-    """Second pass: among the candidates within :data:`RESOLVE_TOLERANCE` of each pixel's
-    nearest depth, the finest footprint wins, then the one projected closest to the pixel
-    centre: a coarse, magnified splat of a far buffer does not paint over a closer buffer's
-    sharper view of the same surface, and a buffer seen from its own pose wins its own pixels."""
-    rel, absolute = RESOLVE_TOLERANCE
-    zmin = torch.where(valid, zbuf // total, torch.zeros_like(zbuf)).to(torch.int32)
-    limit = zmin.view(torch.float32) * (1 + rel) + absolute
-    best = torch.full_like(zbuf, _KEY_EMPTY)
-    oks = []
-    for idx, key, rank in parts:
-        depth = (key // total).to(torch.int32).view(torch.float32)
-        ok = depth <= limit[idx]
-        oks.append(ok)
-        best.scatter_reduce_(0, idx[ok], (rank * total + key % total)[ok], "amin")
-    out = zbuf.clone()
-    for (idx, key, rank), ok in zip(parts, oks, strict=True):
-        won = ok & ((rank * total + key % total) == best[idx])
-        out[idx[won]] = key[won]
+    The dilated pixels stand in for the 2×2 footprint a rotated sky would be splatted with.
+    """
+    packed = (
+        (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    )
+    out = np.where(sky, packed, -1).astype(np.int32)
+    height, width = sky.shape[1:]
+    pad_sky = np.pad(sky, ((0, 0), (1, 1), (1, 1)))
+    pad_val = np.pad(packed, ((0, 0), (1, 1), (1, 1)))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            near = pad_sky[:, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+            fill = (out < 0) & near
+            val = pad_val[:, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+            out = np.where(fill, val | (1 << 24), out)
     return out
 
 
-def _splat(zbuf, cam, point, u, v, depth, ku, kv, total, hw):
-    """Scatter-min packed ``(depth bits, point)`` keys over ``ku × kv`` footprints around (u, v).
+class _SkyLookup:
+    """Backward sky sampling: a target pixel's ray direction, rotated into each buffer's view
+    that holds it, picks the source pixel it falls in (the sky is at infinity, so only the
+    rotation matters). Among buffers the best wins: an unrotated one (its own pixel grid, as a
+    1×1 splat would), then real sky over dilated, then the nearest to the source pixel centre;
+    dilated pixels count only for a rotated view (the 2×2 footprint of the forward splat)."""
 
-    Returns the candidates ``(pixel index, key, rank)`` for :func:`_resolve`.
+    def __init__(self, cache: SceneCache, items: list[_Lifted], poses: np.ndarray, hw):
+        height, width = hw
+        dev = cache.device
+        k = cache.rig.intrinsics(height, width)
+        fx, fy, cx, cy = float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])
+        self.src_hw = cache.view_hw
+        ks = cache.rig.intrinsics(*cache.view_hw)
+        self.src = (float(ks[0, 0]), float(ks[1, 1]), float(ks[0, 2]), float(ks[1, 2]))
+        self.scale = fx / self.src[0]  # source pixels → target pixels
+        self.pixels = height * width
+        u = np.arange(width) + 0.5
+        v = np.arange(height) + 0.5
+        az = np.arctan((cx - u) / fx)  # azimuth of each column, left positive
+        tan = (v[:, None] - cy) / fy * np.cos(az)[None, :]  # depression below the horizon
+        self.az = torch.tensor(np.broadcast_to(az, (height, width)).reshape(-1), device=dev)
+        self.tan = torch.tensor(tan.reshape(-1), device=dev, dtype=torch.float32)
+        self.az = self.az.to(torch.float32)
+        # Which view looks along each quarter turn from the car's heading.
+        quarter = np.round(np.asarray(VIEW_YAWS) / (np.pi / 2)).astype(int) % 4
+        self.view_of_quarter = torch.tensor(np.argsort(quarter), device=dev)
+        cam_yaw = cache.rig.camera_yaws(poses).reshape(-1)
+        # Buffers with the same heading share the geometry of the lookup (often all of them).
+        self.groups: dict[float, tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]] = {}
+        for it in items:
+            if it.sky_table is None:
+                continue
+            yaw = float(it.buffer.pose[2])
+            if yaw not in self.groups:
+                rel = np.remainder(cam_yaw - yaw + np.pi, 2 * np.pi) - np.pi  # (C,)
+                e = rel[:, None] - np.arange(4)[None, :] * (np.pi / 2)
+                turned = np.abs(np.remainder(e + np.pi, 2 * np.pi) - np.pi) > 1e-6  # (C, 4)
+                self.groups[yaw] = (
+                    torch.tensor(rel, dtype=torch.float32, device=dev),
+                    torch.tensor(turned.reshape(-1), device=dev),
+                    [],
+                )
+            self.groups[yaw][2].append(it.sky_table)
+
+    def lookup(self, flat: torch.Tensor) -> torch.Tensor:
+        """Packed sky colour (int32, -1: none) for flat target pixels ``cam · h · w + pixel``."""
+        best = torch.full(flat.shape, -1, dtype=torch.int32, device=flat.device)
+        if not self.groups or not len(flat):
+            return best
+        fs, fsy, cxs, cys = self.src
+        height, width = self.src_hw
+        cam, loc = flat // self.pixels, flat % self.pixels
+        az, tan = torch.take(self.az, loc), torch.take(self.tan, loc)
+        score = torch.full(flat.shape, float("inf"), device=flat.device)
+        for rel, turned, tables in self.groups.values():
+            r = torch.take(rel, cam) + az
+            r = torch.remainder(r + np.pi, 2 * np.pi) - np.pi
+            q = torch.round(r / (np.pi / 2))
+            a = r - q * (np.pi / 2)  # azimuth in the nearest view, within ±45°
+            q = q.to(torch.int64) % 4
+            us = cxs - fs * torch.tan(a)
+            vs = cys + fsy * tan / torch.cos(a)
+            iu, iv = torch.floor(us), torch.floor(vs)
+            inside = (iu >= 0) & (iu < width) & (iv >= 0) & (iv < height)
+            # One pixel beyond the view's border counts as dilated (a splat's footprint).
+            near = (iu >= -1) & (iu <= width) & (iv >= -1) & (iv <= height)
+            view = torch.take(self.view_of_quarter, q)
+            src = (view * height + iv.clamp(0, height - 1).to(torch.int64)) * width
+            src = torch.where(near, src + iu.clamp(0, width - 1).to(torch.int64), 0)
+            rot = torch.take(turned, cam * 4 + q)
+            base = (
+                rot.float() * 4
+                + torch.maximum((us - iu - 0.5).abs(), (vs - iv - 0.5).abs()) * self.scale
+            )
+            for table in tables:
+                val = torch.take(table, src)
+                val = torch.where(inside | (val < 0), val, val | (1 << 24))
+                dilated = (val >> 24) > 0
+                ok = near & (val >= 0) & (~dilated | rot)
+                s = torch.where(ok, base + dilated.float() * 2, float("inf"))
+                better = s < score
+                score = torch.where(better, s, score)
+                best = torch.where(better, val & 0xFFFFFF, best)
+        return best
+
+
+def _query_positions(poses: np.ndarray, count: int) -> np.ndarray:
+    """``(count, 2)`` positions at arc-length fractions ``1/count .. 1`` of the path through
+    ``poses[:, :2]``: :func:`shareverse_env.memory.sample_query_positions` for one agent (the
+    cache may not import the memory module; a test checks that the two agree)."""
+    xy = poses[:, :2]
+    if len(xy) == 1:
+        return np.repeat(xy, count, axis=0)
+    seg = np.linalg.norm(np.diff(xy, axis=0), axis=-1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    targets = cum[-1] * np.arange(1, count + 1) / count
+    idx = np.clip((cum[None, :] <= targets[:, None]).sum(-1) - 1, 0, len(xy) - 2)
+    seg_len = seg[idx]
+    frac = np.clip(
+        np.where(seg_len > 0, (targets - cum[idx]) / np.where(seg_len > 0, seg_len, 1), 0), 0, 1
+    )
+    out = xy[idx] + frac[:, None] * (xy[idx + 1] - xy[idx])
+    out[-1] = xy[-1]
+    return out
+
+
+def _expand(group: torch.Tensor, start: torch.Tensor, count: torch.Tensor):
+    """``(group, index)`` of every element of the ranges ``[start, start + count)``."""
+    total = int(count.sum())
+    offset = torch.cumsum(count, 0) - count
+    grp = torch.repeat_interleave(group, count, output_size=total)
+    index = torch.arange(total, device=count.device)
+    index += torch.repeat_interleave(start - offset, count, output_size=total)
+    return grp, index
+
+
+def _footprints(cam, u, v, depth, ku, kv, hw, size):
+    """Entries for every target pixel of the ``ku × kv`` footprints around ``(u, v)``.
+
+    Returns ``(pixel, depth, rank, extra)``: candidate ``i`` has entry ``i`` (its footprint's
+    top-left pixel) and the candidates ``extra`` have entries ``len(u) + j`` for their other
+    pixels. Pixels outside the views ``cam`` are ``size`` (a dump slot). Rank: footprint area,
+    then the Chebyshev distance from the projected point to the pixel centre (1/64 px); lower
+    is better.
     """
     height, width = hw
-    bits = depth.contiguous().view(torch.int32).to(torch.int64)
-    key = bits * total + point.to(torch.int64)
-    u0 = torch.floor(u - (ku - 1) / 2).to(torch.int64)
-    v0 = torch.floor(v - (kv - 1) / 2).to(torch.int64)
-    pix0 = cam.to(torch.int64) * (height * width)
-    kul, kvl = ku.to(torch.int64), kv.to(torch.int64)
-    area = kul * kvl
-    # Most points are 1×1: the other footprint offsets only touch the larger ones.
-    big = torch.nonzero(area > 1, as_tuple=True)[0]
-    sets = {
-        "all": (u, v, u0, v0, pix0, kul, kvl, key, area),
-        "big": tuple(x[big] for x in (u, v, u0, v0, pix0, kul, kvl, key, area)),
-    }
-    idx_parts, key_parts, rank_parts = [], [], []
-    for dy in range(MAX_FOOTPRINT):
-        for dx in range(MAX_FOOTPRINT):
-            su, sv, su0, sv0, spix, sku, skv, skey, sarea = sets["all" if dx == dy == 0 else "big"]
-            pu, pv = su0 + dx, sv0 + dy
-            ok = (dx < sku) & (dy < skv) & (pu >= 0) & (pu < width) & (pv >= 0) & (pv < height)
-            sel = torch.nonzero(ok, as_tuple=True)[0]
-            pu, pv = pu[sel], pv[sel]
-            idx_parts.append(spix[sel] + pv * width + pu)
-            key_parts.append(skey[sel])
-            # Rank: footprint area, then the Chebyshev distance to the pixel centre (1/64 px).
-            off = torch.maximum((su[sel] - pu - 0.5).abs(), (sv[sel] - pv - 0.5).abs())
-            dist = torch.floor(off * 64).clamp(max=255).to(torch.int64)
-            rank_parts.append(sarea[sel] * 256 + dist)
-    idx, key = torch.cat(idx_parts), torch.cat(key_parts)
-    zbuf.scatter_reduce_(0, idx, key, "amin")
-    return idx, key, torch.cat(rank_parts)
+    u0 = torch.floor(u - (ku - 1) / 2)
+    v0 = torch.floor(v - (kv - 1) / 2)
+    area = ku * kv
+
+    def entries(cam, u, v, pu, pv, area):
+        inside = (pu >= 0) & (pu < width) & (pv >= 0) & (pv < height)
+        pix = torch.where(inside, cam * (height * width) + (pv * width + pu).to(torch.int64), size)
+        off = torch.maximum((u - pu - 0.5).abs(), (v - pv - 0.5).abs())
+        rank = area * 256 + torch.floor(off * 64).clamp(max=255)
+        return pix, rank.to(torch.int64)
+
+    pix, rank = entries(cam, u, v, u0, v0, area)
+    # Most points are 1×1: the larger ones get entries for their other pixels, one footprint
+    # shape at a time, so that each entry is a broadcast offset (no per-entry gathers).
+    big = torch.nonzero(area > 1).squeeze(1)
+    shape = torch.take(ku * 4 + kv, big)
+    pixes, ranks, depths, cands = [pix], [rank], [depth], []
+    for a in range(1, MAX_FOOTPRINT + 1):
+        for b in range(1, MAX_FOOTPRINT + 1):
+            if a * b == 1:
+                continue
+            idx = torch.take(big, torch.nonzero(shape == a * 4 + b).squeeze(1))
+            if not len(idx):
+                continue
+            grid_u = torch.arange(a, device=u.device, dtype=u.dtype).repeat(b)[1:]
+            grid_v = torch.arange(b, device=u.device, dtype=u.dtype).repeat_interleave(a)[1:]
+            cu, cv, cu0, cv0, cd = (torch.take(t, idx)[:, None] for t in (u, v, u0, v0, depth))
+            ccam = torch.take(cam, idx)[:, None]
+            shape2 = (len(idx), a * b - 1)
+            epix, erank = entries(
+                ccam,
+                cu,
+                cv,
+                cu0 + grid_u,
+                cv0 + grid_v,
+                torch.tensor(float(a * b), device=u.device),
+            )
+            pixes.append(epix.reshape(-1))
+            ranks.append(erank.reshape(-1))
+            depths.append(cd.expand(shape2).reshape(-1))
+            cands.append(idx[:, None].expand(shape2).reshape(-1))
+    big = torch.cat(cands) if cands else big[:0]
+    pix, rank, depth = torch.cat(pixes), torch.cat(ranks), torch.cat(depths)
+    return pix, depth, rank, big
+
+
+def _resolve(pix, depth, rank, size, tolerance):
+    """Per pixel, the winning entry: ``(valid (size,), entry index (size,))``.
+
+    Entries at pixel ``size`` are dropped. The nearest depth wins (sky, ``inf``, loses to
+    everything). With ``tolerance`` (see :data:`RESOLVE_TOLERANCE`), every entry within it of
+    the pixel's nearest depth competes instead, and the lowest rank wins (the finest footprint,
+    then the one projected closest to the pixel centre): a coarse, magnified splat of a far
+    buffer does not paint over a closer buffer's sharper view of the same surface, and a buffer
+    seen from its own pose wins its own pixels. Ties go to the earlier entry.
+    """
+    n = max(len(pix), 1)
+    # The int32 bits of non-negative float32s (inf included) order as the floats do, and an
+    # int32 scatter_reduce_ is about 3× faster than a float32 one on CPU.
+    bits = torch.full((size + 1,), _BITS_INF, dtype=torch.int32, device=pix.device)
+    bits.scatter_reduce_(0, pix, depth.view(torch.int32), "amin")
+    zmin = bits.view(torch.float32)
+    order = torch.arange(len(pix), device=pix.device)
+    if tolerance is None:
+        limit, key = zmin, order
+    else:
+        rel, absolute = tolerance
+        limit, key = zmin * (1 + rel) + absolute, rank * n + order
+    key = torch.where(depth <= torch.take(limit, pix), key, _KEY_EMPTY)
+    best = torch.full((size + 1,), _KEY_EMPTY, dtype=torch.int64, device=pix.device)
+    best.scatter_reduce_(0, pix, key, "amin")
+    valid = best[:size] != _KEY_EMPTY
+    return valid, torch.where(valid, best[:size] % n, 0)

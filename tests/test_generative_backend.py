@@ -368,3 +368,9 @@ def test_user_images_start_an_empty_cache_without_a_depth_model():
     assert len(env.backend.scene.cache) == 0
     env.step(drive(env))
     assert not any(r.valid.any() for r in env.backend.last_cache_renders)
+
+
+@pytest.mark.parametrize("option", ["scene_cache", "composite"])
+def test_scene_cache_options_must_be_booleans(option):
+    with pytest.raises(ValueError, match=f"'{option}' must be True or False"):
+        make(backend_options={option: "yes"})

@@ -308,3 +308,145 @@ def test_own_view_wins_over_a_coarser_buffer_of_the_same_surfaces(renderer, fram
     out = cache.render(POSES[:1])
     same = (out.rgb[0] == rgb[0]).all(-1)[out.valid[0]]
     assert same.mean() > 0.88
+
+
+# ------------------------------------------------------------------------ partial-depth buffers
+
+
+def _half_mask(left: bool, frac: float = 0.5) -> np.ndarray:
+    """Tiled bool mask: the left (or right) ``frac`` of the columns of every view."""
+    cols = np.arange(HW[1])
+    view = np.broadcast_to(cols < frac * HW[1] if left else cols >= (1 - frac) * HW[1], HW)
+    return np.tile(view, (2, 2))
+
+
+def test_masked_buffer_reproduces_exactly_its_masked_in_pixels(frame):
+    _, depth = frame
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (2 * HW[0], 2 * HW[1], 3), dtype=np.uint8)
+    mask = rng.random(depth[0].shape) < 0.6
+    holes = np.where(mask, depth[0], np.nan).astype(np.float32)  # NaN where not lifted: allowed
+    cache = SceneCache(RIG, HW)
+    cache.add(SceneBuffer(rgb, holes, POSES[0], 0, 0, mask=mask))
+    out = cache.render(POSES[:1])
+    np.testing.assert_array_equal(out.valid[0], mask)
+    np.testing.assert_array_equal(out.rgb[0][mask], rgb[mask])
+    np.testing.assert_array_equal(np.isinf(out.depth[0][mask]), np.isinf(depth[0][mask]))
+    fin = mask & np.isfinite(depth[0])
+    np.testing.assert_allclose(out.depth[0][fin], depth[0][fin], rtol=1e-5)
+
+
+def test_masked_pixels_are_never_drawn(frame):
+    """Masked-out pixels carry a colour (255) no kept pixel has; no pose may show it."""
+    _, depth = frame
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 200, (2 * HW[0], 2 * HW[1], 3), dtype=np.uint8)
+    mask = np.ones(depth[0].shape, dtype=bool)
+    mask[10:40, 20:70] = False  # ground, walls and sky of several views
+    mask[::7] = False
+    rgb[~mask] = 255
+    cache = SceneCache(RIG, HW)
+    cache.add(SceneBuffer(rgb, depth[0], POSES[0], 0, 0, mask=mask))
+    poses = POSES[0] + np.array([[0.0, 0.0, 0.0], [1.5, 0.2, 0.05], [3.0, 0.0, -0.1]])
+    out = cache.render(poses)
+    assert out.valid.mean() > 0.5
+    assert out.rgb.max() < 255
+    # With the mask all True, the same frame draws those pixels.
+    full = SceneCache(RIG, HW)
+    full.add(SceneBuffer(rgb, depth[0], POSES[0], 0, 0, mask=np.ones_like(mask)))
+    assert (full.render(poses[:1]).rgb == 255).any()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d, m: (d, m.astype(np.uint8)), "mask"),
+        (lambda d, m: (d, m[:-2]), "mask"),
+        (lambda d, m: (np.where(np.arange(d.size).reshape(d.shape) == 5, np.nan, d).astype(np.float32), m), "depth"),
+        (lambda d, m: (np.where(np.arange(d.size).reshape(d.shape) == 7, -1.0, d).astype(np.float32), m), "depth"),
+    ],
+)  # fmt: skip
+def test_bad_masks_raise_naming_the_field(frame, change, field):
+    rgb, depth = frame
+    mask = np.ones(depth[0].shape, dtype=bool)
+    mask[0, 0] = False  # index 5 and 7 stay lifted
+    d, m = change(depth[0], mask)
+    with pytest.raises(ValueError, match=field):
+        SceneBuffer(rgb[0], d, POSES[0], 0, 0, mask=m)
+
+
+def test_nan_and_negative_depth_are_fine_where_masked_out(frame):
+    rgb, depth = frame
+    mask = np.ones(depth[0].shape, dtype=bool)
+    mask[:4] = False
+    d = depth[0].copy()
+    d[:2], d[2:4] = np.nan, -1.0
+    buffer = SceneBuffer(rgb[0], d, POSES[0], 0, 0, mask=mask)
+    assert buffer.mask is mask or np.array_equal(buffer.mask, mask)
+    assert SceneBuffer(rgb[0], depth[0], POSES[0], 0, 0).mask is None
+
+
+# ------------------------------------------------------------------------ selection methods
+
+
+def _plan() -> np.ndarray:
+    return POSES[0] + np.linspace(0.0, 2.0, 8)[:, None] * np.array([1.0, 0.0, 0.0])
+
+
+def test_marginal_selection_prefers_a_complementary_buffer(frame):
+    rgb, depth = frame
+    cache = SceneCache(RIG, HW)
+    left, right = _half_mask(True), _half_mask(False, 0.4)
+    cache.add(SceneBuffer(rgb[0], depth[0], POSES[0], 0, 0, mask=left))  # 0
+    cache.add(SceneBuffer(rgb[0], depth[0], POSES[0], 0, 1, mask=right))  # 1: the other side
+    cache.add(SceneBuffer(rgb[0], depth[0], POSES[0], 0, 2, mask=left))  # 2: duplicate of 0
+    plan = _plan()
+    cov = cache.coverage(plan)
+    assert cov[1] < cov[0] == cov[2]
+    assert list(cache.select(plan, 2)) == [2, 0]  # "coverage": the duplicates
+    assert list(cache.select(plan, 2, method="coverage")) == [2, 0]
+    marginal = cache.select(plan, 2, method="marginal")
+    assert marginal.dtype == np.int64 and list(marginal) == [2, 1]
+    # Nothing new left to add: still up to k, the rest in coverage order.
+    assert list(cache.select(plan, 3, method="marginal")) == [2, 1, 0]
+    assert len(cache.select(plan, 0, method="marginal")) == 0
+
+
+def test_eq3_selection_picks_the_nearest_position_buffers(frame):
+    rgb, depth = frame
+    cache = SceneCache(RIG, HW)
+    for i, x in enumerate([30.0, 0.5, 9.0, -40.0, 20.0]):
+        pose = np.array([x, -1.75, 0.0 if i % 2 else np.pi])  # the heading does not matter
+        cache.add(SceneBuffer(rgb[0], depth[0], pose, i % 2, i))
+    plan = np.array([0.0, -1.75, 0.0]) + np.linspace(0.0, 8.0, 29)[:, None] * [1.0, 0.0, 0.0]
+    # Queries at x = 2, 4, 6, 8: nearest buffers 1 (x = 0.5), 1, 2 (x = 9), 2.
+    assert list(cache.select(plan, 4, method="eq3")) == [1, 2, 4, 0]  # then nearest x = 8
+    assert list(cache.select(plan, 2, method="eq3")) == [1, 2]
+    assert list(cache.select(plan, 10, method="eq3")) == [1, 2, 4, 0, 3]
+    assert len(cache.select(plan, 0, method="eq3")) == 0
+
+
+def test_query_positions_match_the_memory_module():
+    from shareverse_env.memory import sample_query_positions
+
+    rng = np.random.default_rng(5)
+    for poses in (
+        np.cumsum(rng.normal(size=(29, 3)), axis=0),
+        np.zeros((5, 3)),
+        np.array([[1.0, 2.0, 0.0]]),
+        np.array([[0.0, 0, 0], [4, 0, 0], [4, 4, 0]]),
+    ):
+        for count in (1, 2, 4, 7):
+            np.testing.assert_allclose(
+                scene_cache._query_positions(poses, count),
+                sample_query_positions(poses, count),
+                atol=1e-12,
+            )
+
+
+def test_unknown_selection_method(frame):
+    rgb, depth = frame
+    cache = SceneCache(RIG, HW)
+    cache.add(_buffer(rgb[0], depth[0], POSES[0]))
+    with pytest.raises(ValueError, match=r"coverage.*marginal.*eq3"):
+        cache.select(_plan(), 1, method="nearest")
