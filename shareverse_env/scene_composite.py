@@ -135,9 +135,9 @@ def feather(valid: np.ndarray, radius: int = 1) -> np.ndarray:
     share of valid neighbours at the edge, 0 outside; computed per view (no bleeding across the
     tile borders).
 
-        >>> m = np.zeros((4, 6), bool); m[:, :3] = True
-        >>> feather(m)[0].round(2).tolist()
-        [1.0, 1.0, 0.67, 0.0, 0.0, 0.0]
+        >>> m = np.zeros((8, 12), bool); m[:, :4] = True  # each view is 4 x 6
+        >>> feather(m)[1, :6].astype(float).round(2).tolist()  # the front view's second row
+        [1.0, 1.0, 1.0, 0.67, 0.0, 0.0]
     """
     valid = np.asarray(valid, dtype=bool)
     lead = valid.shape[:-2]
@@ -292,6 +292,8 @@ class SceneCompositor:
         keep = np.flatnonzero(times % self.keyframe_stride == 0)
         if not len(keep):
             return 0
+        from .models.depth import align_depth  # the network's module; imported when used
+
         picked = np.stack([frames[row, keep] for row in range(len(agents))])
         estimate = self.depth_estimator(picked.reshape(-1, *picked.shape[2:]))
         estimate = estimate.reshape(*picked.shape[:2], *picked.shape[2:4])
@@ -302,7 +304,7 @@ class SceneCompositor:
                 new = ~render.valid[f]
                 if not new.any():
                     continue
-                depth = align_to_cache(estimate[row, j], render.depth[f], render.valid[f])
+                depth = align_depth(estimate[row, j], render.depth[f], render.valid[f])
                 depth = np.where(new, depth, np.nan).astype(np.float32)
                 buffer = SceneBuffer(
                     picked[row, j], depth, poses[agent, f], int(agent), int(times[f]), mask=new
@@ -310,31 +312,3 @@ class SceneCompositor:
                 self.cache.add(buffer, car_poses=poses[:, f])
                 added += 1
         return added
-
-
-def align_to_cache(estimate: np.ndarray, reference: np.ndarray, overlap: np.ndarray) -> np.ndarray:
-    """``estimate`` fitted by scale and shift in inverse depth to ``reference`` on ``overlap``.
-
-    Sky (``inf``) stays sky; with fewer than 64 finite overlapping pixels the estimate is
-    returned as it is.
-
-        >>> truth = np.full((4, 4), 10.0, np.float32); truth[:2] = 5.0
-        >>> est = 1.0 / (0.5 / truth + 0.01)  # wrong scale and shift in inverse depth
-        >>> bool(np.allclose(align_to_cache(est, truth, np.ones((4, 4), bool)), est))  # too few
-        True
-    """
-    estimate = np.asarray(estimate, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    ok = overlap & np.isfinite(estimate) & np.isfinite(reference) & (reference > 0)
-    if ok.sum() < 64:
-        return estimate.astype(np.float32)
-    x = 1.0 / np.maximum(estimate[ok], 1e-3)
-    y = 1.0 / reference[ok]
-    design = np.stack([x, np.ones_like(x)], -1)
-    (scale, shift), *_ = np.linalg.lstsq(design, y, rcond=None)
-    if scale <= 0:
-        return estimate.astype(np.float32)
-    with np.errstate(divide="ignore"):
-        inv = scale / np.maximum(estimate, 1e-3) + shift
-    out = np.where(np.isfinite(estimate), 1.0 / np.maximum(inv, 1e-4), np.inf)
-    return out.astype(np.float32)

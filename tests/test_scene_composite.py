@@ -8,7 +8,6 @@ from shareverse_env.backends import WorldBackend
 from shareverse_env.geometry import CameraRig, plan_chunk, untile_views
 from shareverse_env.scene_composite import (
     SceneCompositor,
-    align_to_cache,
     car_masks,
     feather,
 )
@@ -141,21 +140,6 @@ def test_archive_adds_only_uncovered_pixels_of_keyframes_with_estimated_depth(to
     newest = scene.cache.buffers[-1]
     assert newest.time == 28 and newest.agent == 0
     assert np.array_equal(newest.mask, ~renders[0].valid[27])
-
-
-def test_align_to_cache_recovers_scale_and_shift_in_inverse_depth():
-    rng = np.random.default_rng(0)
-    truth = rng.uniform(2.0, 40.0, (32, 32))
-    estimate = 1.0 / (0.5 / truth + 0.02)
-    estimate[0, :4] = np.inf  # sky stays sky
-    overlap = np.ones(truth.shape, bool)
-    aligned = align_to_cache(estimate, truth, overlap)
-    finite = np.isfinite(estimate)
-    assert np.allclose(aligned[finite], truth[finite], rtol=1e-3)
-    assert np.isinf(aligned[0, :4]).all()
-    few = np.zeros(truth.shape, bool)
-    few[0, :10] = True
-    assert np.array_equal(align_to_cache(estimate, truth, few), estimate.astype(np.float32))
 
 
 def test_bad_settings_are_rejected():

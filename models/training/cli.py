@@ -10,6 +10,7 @@
 With a latent cache (the frozen VAE's encodings, computed once; build it after the VAE stage):
 
     shareverse-train encode --data data/town --init runs/small --out data/town_latents
+    shareverse-train depth --data data/town --out runs/depth --steps 4000  # monocular DepthNet
     shareverse-train --data data/town --out runs/small --stage stage1 --steps 20000 --latents data/town_latents
 
 Rerunning the same command resumes from the stage's last checkpoint (model, optimiser, EMA and
@@ -174,6 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "encode":
         encode_main(argv[1:])
+        return
+    if argv and argv[0] == "depth":
+        from .depth import depth_main
+
+        depth_main(argv[1:])
         return
     args = parse_args(argv)
     from shareverse_env.data import SequenceDataset

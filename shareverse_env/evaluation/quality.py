@@ -492,6 +492,7 @@ def start_episode(
         seed=noise_seed,
         num_inference_steps=num_inference_steps,
         scene_cache=variant.scene_cache,
+        depth_model=None if variant.depth_model else False,
     )
     weather = data.meta.get("weather", "clear_noon")
     depth = None if data.depth is None else data.depth[:, 0]

@@ -7,6 +7,8 @@ ShareVerseBackend`, chunk by chunk, each conditioned on its own last frame:
 - ``trained_cache``: the same with the shared 3D scene cache and the composite
   (``scene_cache=True``, :mod:`shareverse_env.scene_composite`): the cache's render wherever it
   is valid, the model's frame elsewhere and on other cars;
+- ``trained_cache_first`` (an ablation, only when asked for): the same with no depth network,
+  so only the exact first frames are ever in the cache (generated content is never archived);
 - ``no_memory``: the same weights, generated without memory (``memory_source="none"``);
 - ``no_cross_agent``: a copy of the trained pipeline whose cross-agent output projections are
   zero, so every cross-agent block is the identity (exactly its state at initialisation);
@@ -80,6 +82,8 @@ class Variant:
         description: one line for the report.
         memory_source: the backend's ``memory_source`` (model variants only).
         scene_cache: run the backend with the scene cache and composite (model variants).
+        depth_model: with ``scene_cache``, archive generated content with the shipped depth
+            network (``False``: the cache holds the exact first frames only).
         teacher_forced: condition every chunk on the true frame at its start (model variants).
         default: part of the runner's default set (diagnostics are not).
         baseline: ``None`` for a model variant, else the kind of baseline (``"repeat"``,
@@ -94,6 +98,7 @@ class Variant:
     baseline: str | None = None
     teacher_forced: bool = False
     scene_cache: bool = False
+    depth_model: bool = True
     default: bool = True
     floor: bool = False
 
@@ -116,6 +121,13 @@ VARIANTS: dict[str, Variant] = {
             "trained_cache",
             "trained model + shared scene cache, composited",
             scene_cache=True,
+        ),
+        Variant(
+            "trained_cache_first",
+            "trained model + scene cache of the exact first frames only (no depth network)",
+            scene_cache=True,
+            depth_model=False,
+            default=False,
         ),
         Variant("no_memory", "trained model, no memory retrieval", memory_source="none"),
         Variant("no_cross_agent", "trained model, cross-agent projections zeroed"),
@@ -239,6 +251,7 @@ def build_pipelines(
         if name in (
             "trained",
             "trained_cache",
+            "trained_cache_first",
             "no_memory",
             "teacher_forced",
             "autoencoder",

@@ -68,7 +68,13 @@ def test_three_stages_then_the_env_runs_the_trained_pipeline(dataset: Path, tmp_
         assert distance < 1e-2, f"{component} is {distance} from its initialisation"
 
     def one_chunk(model) -> dict[str, np.ndarray]:
-        env = shareverse_env.parallel_env(backend="shareverse", model=model, max_cycles=1)
+        # The model's own frames: with the scene cache, most pixels would be the cache's.
+        env = shareverse_env.parallel_env(
+            backend="shareverse",
+            model=model,
+            max_cycles=1,
+            backend_options={"scene_cache": False},
+        )
         obs, _ = env.reset(seed=0)
         obs, _, _, _, infos = env.step(
             {a: np.array([6.0, 0.0, 0.0], np.float32) for a in env.agents}
