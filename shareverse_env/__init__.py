@@ -5,7 +5,8 @@ Entry points:
 * :func:`parallel_env` — the ``ParallelEnv`` (all agents act at once; each step adds one chunk of
   28 new frames per agent: a 33-frame window of 4 memory frames, the conditioning frame and 28
   new ones).
-* :func:`env` — the same env as an AEC env (``pettingzoo.utils.parallel_to_aec``).
+* :func:`env` — the same env as an AEC env (``pettingzoo.utils.parallel_to_aec``, each action
+  checked when it is given: :mod:`shareverse_env.aec`).
 * ``pettingzoo.make("parallel", "shareverse/ShareVerse-v0")`` (or ``"aec"``) through PettingZoo's
   registry, once ``shareverse_env`` is imported.
 
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pettingzoo.utils.conversions import parallel_to_aec
-
 from .env import ACTION_HIGH, ACTION_LOW, EnvConfig, ShareVerseParallelEnv
 
 __version__ = "0.1.0"
@@ -37,7 +36,9 @@ def parallel_env(**kwargs: Any) -> ShareVerseParallelEnv:
 
 def env(**kwargs: Any):
     """The AEC version of :func:`parallel_env` (same keywords)."""
-    return parallel_to_aec(parallel_env(**kwargs))
+    from .aec import aec_env
+
+    return aec_env(parallel_env(**kwargs))
 
 
 raw_env = ShareVerseParallelEnv

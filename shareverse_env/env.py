@@ -549,38 +549,49 @@ class ShareVerseParallelEnv(ParallelEnv):
             raise KeyError(f"actions missing for live agents {missing}; every live agent needs one")
         out = np.zeros((self.config.num_agents, 3))
         for k, agent in enumerate(self.possible_agents):
-            if agent not in actions:
-                continue
-            value = actions[agent]
-            arr = np.asarray(value)
-            if arr.dtype == object or not (
-                np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-            ):
-                raise TypeError(
-                    f"action of {agent}: expected a real-valued array of (forward, lateral, yaw); "
-                    f"got dtype {arr.dtype}"
-                )
-            if arr.shape != (3,):
-                raise ValueError(
-                    f"action of {agent}: expected shape (3,) = (forward m, lateral m, yaw rad); "
-                    f"got shape {arr.shape}"
-                )
-            arr = arr.astype(np.float64)
-            bad = [ACTION_FIELDS[i] for i in np.flatnonzero(~np.isfinite(arr))]
-            if bad:
-                raise ValueError(
-                    f"action of {agent}: non-finite {', '.join(bad)} in {arr.tolist()}"
-                )
-            low, high = ACTION_LOW.astype(np.float64), ACTION_HIGH.astype(np.float64)
-            outside = [
-                f"{ACTION_FIELDS[i]}={arr[i]:.4g} not in [{low[i]:.4g}, {high[i]:.4g}]"
-                for i in range(3)
-                if not (low[i] - 1e-6 <= arr[i] <= high[i] + 1e-6)
-            ]
-            if outside and self.config.invalid_action == "raise":
-                raise ValueError(
-                    f"action of {agent} out of bounds: {'; '.join(outside)} "
-                    "(pass invalid_action='clip' to clip instead)"
-                )
-            out[k] = np.clip(arr, low, high)
+            if agent in actions:
+                out[k] = self.validate_action(agent, actions[agent])
         return out
+
+    def validate_action(self, agent: str, value: Any) -> np.ndarray:
+        """``agent``'s action as a ``(3,) float64`` array (clipped when ``invalid_action`` is
+        ``"clip"``), or a clear error naming the agent and the field; changes nothing.
+
+        Example:
+            >>> env = ShareVerseParallelEnv(backend="world", num_agents=1)
+            >>> env.validate_action("agent_0", [8, 0, 0]).tolist()
+            [8.0, 0.0, 0.0]
+            >>> env.validate_action("agent_0", np.zeros(2))
+            Traceback (most recent call last):
+            ...
+            ValueError: action of agent_0: expected shape (3,) = (forward m, lateral m, yaw rad); got shape (2,)
+        """
+        arr = np.asarray(value)
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+        ):
+            raise TypeError(
+                f"action of {agent}: expected a real-valued array of (forward, lateral, yaw); "
+                f"got dtype {arr.dtype}"
+            )
+        if arr.shape != (3,):
+            raise ValueError(
+                f"action of {agent}: expected shape (3,) = (forward m, lateral m, yaw rad); "
+                f"got shape {arr.shape}"
+            )
+        arr = arr.astype(np.float64)
+        bad = [ACTION_FIELDS[i] for i in np.flatnonzero(~np.isfinite(arr))]
+        if bad:
+            raise ValueError(f"action of {agent}: non-finite {', '.join(bad)} in {arr.tolist()}")
+        low, high = ACTION_LOW.astype(np.float64), ACTION_HIGH.astype(np.float64)
+        outside = [
+            f"{ACTION_FIELDS[i]}={arr[i]:.4g} not in [{low[i]:.4g}, {high[i]:.4g}]"
+            for i in range(3)
+            if not (low[i] - 1e-6 <= arr[i] <= high[i] + 1e-6)
+        ]
+        if outside and self.config.invalid_action == "raise":
+            raise ValueError(
+                f"action of {agent} out of bounds: {'; '.join(outside)} "
+                "(pass invalid_action='clip' to clip instead)"
+            )
+        return np.clip(arr, low, high)
