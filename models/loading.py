@@ -278,17 +278,29 @@ SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "small"
 """Where the trained small model ships inside the package (added by the training work)."""
 
 
+FULL_SIZE_CONFIGS: tuple[str, ...] = ("cogvideox-5b-i2v",)
+"""Config names too large to build with random weights on a CPU unless asked for explicitly."""
+
+
 def load_model(
     model: str | os.PathLike[str] | ShareVersePipeline | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
+    allow_random_full_size: bool = False,
 ) -> ShareVersePipeline:
     """Resolve the env's ``model=`` keyword to a pipeline.
 
     ``None``: the trained weights shipped in the package. A config name (``"tiny"``,
     ``"small"``, …): a randomly initialised model of that size (seeded by ``seed``; useful for
-    tests and benchmarks, its frames are noise). A folder: :func:`load_pipeline`. A
+    tests and benchmarks, its frames are noise); a full-size one (:data:`FULL_SIZE_CONFIGS`) on
+    the CPU only with ``allow_random_full_size=True``, as it needs tens of GB and its frames are
+    noise. A pipeline folder: :func:`load_pipeline`; a diffusers CogVideoX-I2V folder (with
+    ``transformer/`` and ``vae/`` but no ``pipeline.json``): :func:`from_cogvideox`. A
     :class:`ShareVersePipeline`: used as is.
+
+    >>> load_model("cogvideox-5b-i2v", device="cpu")
+    Traceback (most recent call last):
+    ValueError: model='cogvideox-5b-i2v' would build a randomly initialised ...
     """
     from .configs import MODEL_SPECS
 
@@ -303,9 +315,19 @@ def load_model(
             )
         return load_pipeline(SHIPPED_WEIGHTS, device=device)
     if isinstance(model, str) and model in MODEL_SPECS:
+        on_cpu = torch.device(device).type == "cpu" if device is not None else True
+        if model in FULL_SIZE_CONFIGS and on_cpu and not allow_random_full_size:
+            raise ValueError(
+                f"model={model!r} would build a randomly initialised full-size model on the CPU "
+                "(billions of parameters, tens of GB, frames of noise); pass the folder of a "
+                "local CogVideoX-5B-I2V download (model='/path/to/CogVideoX-5b-I2V') or of a "
+                "trained pipeline, or allow_random_full_size=True (backend option) to build it"
+            )
         return ShareVersePipeline.from_config_name(model, seed=seed).to(device)
     path = Path(model)
     if path.is_dir():
+        if not is_pipeline_folder(path) and (path / "transformer" / "config.json").is_file():
+            return from_cogvideox(path).to(device)
         return load_pipeline(path, device=device)
     raise ValueError(
         f"model={model!r} is neither a config name {sorted(MODEL_SPECS)}, a pipeline folder, "

@@ -106,6 +106,9 @@ class Backend(ABC):
     shares_weights: ClassVar[bool] = False
     """Whether several envs (the vector env's worlds) may share one loaded model: the vector env
     then calls :meth:`load_shared_model` once and passes the result as every env's ``model``."""
+    reset_options: ClassVar[tuple[str, ...]] = ()
+    """The ``reset(options=...)`` keys this backend reads beyond the env's own (``scenario``,
+    ``weather``, ``town_seed``, ``start_poses``); the env refuses any other key."""
 
     def __init__(self, view_hw: tuple[int, int] = (64, 96), rig: CameraRig | None = None) -> None:
         height, width = view_hw

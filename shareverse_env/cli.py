@@ -141,8 +141,8 @@ def _add_env_arguments(parser: argparse.ArgumentParser, agents_default: int = 2)
         nargs=2,
         default=None,
         metavar=("MIN", "MAX"),
-        help="metres of driving from start to goal (at least 60); default 140 220 "
-        "(examples/train_ppo.py trains with 60 90)",
+        help="metres of driving from start to goal (60 <= MIN <= MAX; a MIN beyond the town's "
+        "longest route is refused); default 140 220 (examples/train_ppo.py trains with 60 90)",
     )
 
 

@@ -61,6 +61,29 @@ ACTION_HIGH = np.array([28.0, 3.0, np.pi / 2], dtype=np.float32)
 """Upper bounds: 28 m per 2.8 s chunk is 10 m/s (36 km/h), a town speed limit."""
 ACTION_FIELDS = ("forward", "lateral", "yaw")
 CHUNK_FRAME_MODES = ("all", "last")
+MAX_AGENTS = 32
+"""Most cars an env takes: measured, every scenario places 32 in towns 0–2 of 4×4, 5×5 and 6×6
+blocks (at 40 some fail); checked up front, so a config no town can host fails at once."""
+ENV_RESET_OPTIONS = ("scenario", "weather", "town_seed", "start_poses")
+"""The ``reset(options=...)`` keys every backend accepts (a backend may add its own)."""
+TOLERATED_RESET_OPTIONS = ("options",)
+"""Keys accepted and ignored: PettingZoo's API tests call ``reset(options={"options": 1})`` only
+to check that the keyword exists."""
+
+
+def check_seed(value: Any, name: str) -> None:
+    """A ValueError naming ``name`` unless ``value`` is ``None`` or an integer ≥ 0.
+
+    >>> check_seed(-1, "town_seed")
+    Traceback (most recent call last):
+    ValueError: town_seed must be None or an integer ≥ 0; got -1
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"{name} must be None or an integer ≥ 0; got {value!r}")
+
+
 """Values of ``chunk_frames``: keep every frame of a chunk, or only its last."""
 
 
@@ -79,7 +102,7 @@ class EnvConfig:
             or a pipeline object.
         backend_options: extra keywords of the backend (e.g. ``memory_source``,
             ``num_inference_steps``, ``device`` for the generative one).
-        num_agents: cars in the shared world (≥ 1).
+        num_agents: cars in the shared world, 1 to :data:`MAX_AGENTS` (32).
         max_cycles: steps before truncation (each step is a 2.8 s chunk).
         scenario: one of :data:`~shareverse_env.scenarios.SCENARIOS`; ``None`` draws one per reset.
         weather: a preset name; ``None`` draws one per reset.
@@ -94,9 +117,13 @@ class EnvConfig:
             stops where it hit and keeps receiving the penalty, which suits some training setups.
         minimap: add a top-down map of the town to :meth:`render`.
         reward: the reward weights.
-        goal_distance: ``(lo, hi)`` metres of driving from start to goal, drawn per agent (then
-            moved back by up to 10 m); ``60 <= lo <= hi``. A short range such as ``(60, 90)``
-            gives short episodes for reinforcement learning (goal a few chunks away).
+        goal_distance: ``(lo, hi)`` metres of driving from start to goal, drawn per agent;
+            ``60 <= lo <= hi``, and every goal lies ``lo``–``hi`` metres along its route
+            (``(60, 60)`` gives exactly 60 m). A short range such as ``(60, 90)`` gives short
+            episodes for reinforcement learning (goal a few chunks away). Routes never pass a
+            junction twice, so a town has only so much road after a start (a default 4×4-block
+            town reaches 1000 m, rarely 1600 m): a ``lo`` that no start can reach raises a
+            one-line ``ValueError`` at reset, naming ``goal_distance`` and the longest route.
         chunk_frames: ``"all"`` (default) keeps every frame of a chunk in ``infos["frames"]`` and
             :meth:`render_chunk`; ``"last"`` keeps only the last one, the observation. Training
             rarely needs the 27 others, and a backend that renders frames independently (the
@@ -125,6 +152,13 @@ class EnvConfig:
     def validate(self) -> None:
         if not isinstance(self.num_agents, int | np.integer) or self.num_agents < 1:
             raise ValueError(f"num_agents must be an integer ≥ 1; got {self.num_agents!r}")
+        if self.num_agents > MAX_AGENTS:
+            raise ValueError(
+                f"num_agents={self.num_agents} is more than a town hosts: at most {MAX_AGENTS} "
+                "cars (every scenario fits them in towns of 4×4 blocks or more; smaller towns "
+                "host fewer)"
+            )
+        check_seed(self.town_seed, "town_seed")
         if not isinstance(self.max_cycles, int | np.integer) or self.max_cycles < 1:
             raise ValueError(f"max_cycles must be an integer ≥ 1; got {self.max_cycles!r}")
         if self.scenario is not None and self.scenario not in SCENARIOS:
@@ -237,15 +271,14 @@ class ShareVerseParallelEnv(ParallelEnv):
         Args:
             seed: seeds the draw of town, scenario, weather and shifts (same seed, same episode).
             options: optional overrides: ``scenario`` (name), ``weather`` (name), ``town_seed``
-                (int), ``start_poses`` (``(N, 3)`` world poses replacing the scenario's starts;
-                routes and goals stay the scenario's).
+                (int ≥ 0), ``start_poses`` (``(N, 3)`` world poses replacing the scenario's
+                starts; routes and goals stay the scenario's), and the backend's own
+                (:attr:`Backend.reset_options`, e.g. the generative backend's ``images``). Any
+                other key is refused.
         """
-        if seed is not None:
-            self._seed_rng = np.random.default_rng(seed)
-        elif not hasattr(self, "_seed_rng"):
-            self._seed_rng = np.random.default_rng()
-        rng = self._seed_rng
-        options = dict(options or {})
+        # Everything is checked before the seed generator moves: a refused reset changes nothing.
+        check_seed(seed, "reset(seed=...)")
+        options = self._checked_reset_options(options)
         cfg = self.config
         scenario_name = options.get("scenario", cfg.scenario)
         if scenario_name is not None and scenario_name not in SCENARIOS:
@@ -253,12 +286,19 @@ class ShareVerseParallelEnv(ParallelEnv):
                 f"options['scenario']: unknown {scenario_name!r}; choose from {SCENARIOS}"
             )
         weather = options.get("weather", cfg.weather)
-        if weather is None:
-            weather = sorted(WEATHERS)[int(rng.integers(len(WEATHERS)))]
-        elif weather not in WEATHERS:
+        if weather is not None and weather not in WEATHERS:
             raise ValueError(
                 f"options['weather']: unknown {weather!r}; choose from {tuple(WEATHERS)}"
             )
+        if "town_seed" in options:
+            check_seed(options["town_seed"], "options['town_seed']")
+        if seed is not None:
+            self._seed_rng = np.random.default_rng(seed)
+        elif not hasattr(self, "_seed_rng"):
+            self._seed_rng = np.random.default_rng()
+        rng = self._seed_rng
+        if weather is None:
+            weather = sorted(WEATHERS)[int(rng.integers(len(WEATHERS)))]
         town_seed = options.get("town_seed", cfg.town_seed)
         if town_seed is None:
             town_seed = int(rng.integers(2**31 - 1))
@@ -268,7 +308,12 @@ class ShareVerseParallelEnv(ParallelEnv):
             town = _cached_town(int(town_seed), blocks)
             self._town_blocks = blocks
         scenario = make_scenario(
-            town, scenario_name, cfg.num_agents, rng, travel_range=tuple(cfg.goal_distance)
+            town,
+            scenario_name,
+            cfg.num_agents,
+            rng,
+            travel_range=tuple(cfg.goal_distance),
+            range_name="goal_distance",
         )
         starts = np.array([plan.start for plan in scenario.agents], dtype=np.float64)
         if "start_poses" in options:
@@ -526,6 +571,21 @@ class ShareVerseParallelEnv(ParallelEnv):
             ]
         )
         return np.concatenate([tiles, maps], axis=2)
+
+    def _checked_reset_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        """A copy of ``reset``'s ``options``, or a ValueError listing the known keys."""
+        if options is None:
+            return {}
+        if not isinstance(options, dict):
+            raise ValueError(f"reset options must be a dict or None; got {type(options).__name__}")
+        known = (*ENV_RESET_OPTIONS, *type(self.backend).reset_options)
+        unknown = [key for key in options if key not in (*known, *TOLERATED_RESET_OPTIONS)]
+        if unknown:
+            raise ValueError(
+                f"reset options: unknown {', '.join(map(repr, unknown))} for backend "
+                f"{type(self.backend).name!r}; known options: {', '.join(known)}"
+            )
+        return dict(options)
 
     def _validate_actions(self, actions: dict[str, Any]) -> np.ndarray:
         """``(N, 3)`` actions for every possible agent (zeros for the done ones), or raise."""

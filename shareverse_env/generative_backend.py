@@ -52,6 +52,11 @@ from .scene_composite import DepthEstimator, SceneCompositor
 from .world.town import Town
 from .world.weather import Weather
 
+DEFAULT_MEMORY_CAPACITY = 4096
+"""Frames the spatial memory keeps by default. An episode's archive grows by 28 frames per agent
+per chunk; bounded, memory stays flat over any episode length, and the quality runner's episodes
+(at most 10 chunks, 560 frames) never reach the bound, so their retrieval is unchanged."""
+
 
 class ShareVerseBackend(Backend):
     """Frames from the ShareVerse model with a shared spatial memory.
@@ -59,11 +64,14 @@ class ShareVerseBackend(Backend):
     Args:
         view_hw: must equal the model's view size when given (the weights serve one size).
         rig: must equal the model's camera rig when given.
-        model: ``None`` (shipped weights), a config name (random weights), a pipeline folder or
-            a :class:`~shareverse_env.models.pipeline.ShareVersePipeline`.
+        model: ``None`` (shipped weights), a config name (random weights), a pipeline folder,
+            a local diffusers CogVideoX-I2V folder, or a
+            :class:`~shareverse_env.models.pipeline.ShareVersePipeline`.
         memory_source: ``"all"`` (pooled over agents, the paper's shared world), ``"others"``
             or ``"own"``; ``"none"`` generates without memory.
-        memory_capacity: bound on archived frames (oldest evicted first); ``None``: unbounded.
+        memory_capacity: bound on archived frames (oldest evicted first; default
+            :data:`DEFAULT_MEMORY_CAPACITY`, about 25 MB of fp16 latents for the shipped
+            model: the last 73 chunks of two agents); ``None``: unbounded.
         archive_stride: archive every k-th new frame (1: every frame, as in the paper).
         num_inference_steps: sampler steps (default: the pipeline's).
         device: torch device for the model.
@@ -80,6 +88,8 @@ class ShareVerseBackend(Backend):
         depth_model: depth network for frames whose depth is unknown (user images, new
             content of generated frames): ``None`` (the shipped one, when installed), a weights
             path, or ``False`` (none: only frames with exact depth enter the cache).
+        allow_random_full_size: build a full-size config name (``"cogvideox-5b-i2v"``) with
+            random weights even on the CPU (refused by default: tens of GB of noise).
     """
 
     name = "shareverse"
@@ -87,6 +97,7 @@ class ShareVerseBackend(Backend):
     default_view_hw = None  # the model's own
     renders_frames_independently = False
     shares_weights = True
+    reset_options = ("images",)
 
     @classmethod
     def load_shared_model(cls, model: Any, options: dict[str, Any]) -> ShareVersePipeline:
@@ -94,7 +105,12 @@ class ShareVerseBackend(Backend):
         the ``device`` and ``seed`` of ``options`` as the constructor would."""
         if isinstance(model, ShareVersePipeline):
             return model
-        return load_model(model, device=options.get("device"), seed=options.get("seed", 0))
+        return load_model(
+            model,
+            device=options.get("device"),
+            seed=options.get("seed", 0),
+            allow_random_full_size=options.get("allow_random_full_size", False),
+        )
 
     def __init__(
         self,
@@ -102,7 +118,7 @@ class ShareVerseBackend(Backend):
         rig: CameraRig | None = None,
         model: str | ShareVersePipeline | None = None,
         memory_source: str = "all",
-        memory_capacity: int | None = None,
+        memory_capacity: int | None = DEFAULT_MEMORY_CAPACITY,
         archive_stride: int = 1,
         num_inference_steps: int | None = None,
         device: str | torch.device | None = None,
@@ -113,8 +129,11 @@ class ShareVerseBackend(Backend):
         cache_capacity: int = 32,
         cache_buffers: int = 4,
         depth_model: str | Path | bool | None = None,
+        allow_random_full_size: bool = False,
     ) -> None:
-        pipe = load_model(model, device=device, seed=seed)
+        pipe = load_model(
+            model, device=device, seed=seed, allow_random_full_size=allow_random_full_size
+        )
         if view_hw is not None and tuple(view_hw) != pipe.view_hw:
             raise ValueError(
                 f"view_hw {tuple(view_hw)} cannot be served: the model generates {pipe.view_hw} "

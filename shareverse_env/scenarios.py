@@ -20,15 +20,20 @@ agents meet or see each other within the first chunk or two (about 20–40 m at 
 
 Every basic layout is randomised as in the paper: the place in the town (a random site among all
 that fit), the start points (shifted by up to ±8 m along the routes) and the end points (the goal
-is 140–220 m of driving after the start, where the roads allow, then moved back by up to 10 m;
-at least 60 m). Routes continue beyond the interaction: straight on where possible, turning at
-the town's edge.
+is 140–220 m of driving after the start: a distance drawn in that range, cut to the road there
+is, then moved back by up to 10 m but never under 140 m). Routes continue beyond the
+interaction: straight on where possible, turning at the town's edge, never passing a junction
+twice.
 
 The 140–220 m is :data:`TRAVEL_RANGE`, the default of ``make_scenario(..., travel_range=...)``
-(the env's ``goal_distance``). A shorter range such as ``(60, 90)`` suits reinforcement learning:
-the goal is then a few chunks away. A draw whose goal ends under :data:`MIN_TRAVEL` after the
-end shift (possible when the range starts near 60 m) fails that attempt and the next one is
-drawn, so such ranges cost a few more attempts per scenario.
+(the env's ``goal_distance``); any ``(lo, hi)`` with ``MIN_TRAVEL <= lo <= hi`` is met exactly:
+every goal lies ``lo``–``hi`` metres along its route, ``(60, 60)`` included. A shorter range such
+as ``(60, 90)`` suits reinforcement learning: the goal is then a few chunks away. Routes are built
+as long as ``hi`` asks, but a town offers only so much road after a start (about 1–1.8 km in a
+default 4×4-block town: every draw in towns 0–2 reaches 1000 m, few reach 1600 m). A site whose
+routes fall short of ``lo`` fails that attempt; when no start in the town has ``lo`` metres of
+road ahead, :func:`make_scenario` raises a one-line ``ValueError`` naming the range and the
+longest route the town has.
 
 More or fewer agents (``num_agents``):
 
@@ -61,6 +66,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,13 +113,13 @@ START_SHIFT = 8.0
 """Starts move by up to ± this many metres along their routes."""
 
 END_SHIFT = 10.0
-"""Goals move back by up to this many metres along their routes."""
+"""Goals move back by up to this many metres along their routes (less near the range's ``lo``)."""
 
 TRAVEL_RANGE = (140.0, 220.0)
-"""Driving distance from start to goal drawn for each role before the end shift (metres)."""
+"""Default driving distance from start to goal, metres: every goal lies in it."""
 
 MIN_TRAVEL = 60.0
-"""Shortest route from start to goal that a scenario accepts (metres)."""
+"""Least ``lo`` of a travel range (metres): shorter routes leave no room past the interaction."""
 
 PASS_DISTANCE = 25.0
 """Every route continues at least this far beyond the interaction point (metres)."""
@@ -137,6 +143,11 @@ DIVERGE_GAP = (15.0, 25.0)
 """Distance between the two cars in ``diverge``."""
 
 _LOOK_AHEAD = 300.0  # metres of road appended after the interaction before slicing
+# A route must run a goal distance beyond its start, which can lie a few metres before the core's
+# end, and lane corners cut shorter than the centreline extend_forward measures: ask for this
+# much more road than ``hi`` (80 m keeps the default range at exactly _LOOK_AHEAD).
+_LOOK_AHEAD_SLACK = 80.0
+_EPS = 1e-6  # metres: tolerance of the goal-distance checks against rounding
 _ROUTE_CHECK_STEP = 1.0  # spacing of the poses that check a route is drivable
 _PARKED_INFLATE = 0.5  # metres added around cars when checking routes against parked goals
 _PARKED_CLEARANCE = 6.0  # a route ends this far before a car parked at another's goal
@@ -241,17 +252,72 @@ class _NoFit(Exception):
     """This site cannot host the scenario with these draws."""
 
 
+class _ShortRoom(_NoFit):
+    """A role's route has less drivable road after its start than the goal distance's ``lo``."""
+
+
+class _OutOfReach(ValueError):
+    """No route the town offers is as long as the asked goal distance's ``lo``.
+
+    Attributes:
+        longest: the most metres of drivable route after any start that was drawn.
+    """
+
+    def __init__(self, message: str, longest: float) -> None:
+        super().__init__(message)
+        self.longest = longest
+
+
+class _NoSites(ValueError):
+    """The town has no place of the kind a scenario needs (no X-junction, say)."""
+
+
+def _out_of_reach(
+    range_name: str, travel_range: tuple[float, float], seed: int, name: str | None, longest: float
+) -> str:
+    """The one-line message of :class:`_OutOfReach` (``name`` ``None``: no scenario fits)."""
+    lo, hi = travel_range
+    what, whose = (
+        ("any scenario", "all routes") if name is None else (f"scenario {name!r}", "its routes")
+    )
+    return (
+        f"town {seed} cannot host {what}: {range_name}=({lo:g}, {hi:g}) is out of reach, "
+        f"{whose} there run at most {math.floor(longest)} m from their starts (routes never pass "
+        "a junction twice); ask for a lo below that"
+    )
+
+
+@dataclass
+class _Travel:
+    """The goal distance asked of one :func:`make_scenario` call, and the room routes offered."""
+
+    lo: float
+    hi: float
+    longest: float = 0.0  # most metres of drivable route after any start seen so far
+
+    @property
+    def look_ahead(self) -> float:
+        """Metres of road to append after a role's core: enough for a goal ``hi`` away."""
+        return max(_LOOK_AHEAD, self.hi + _LOOK_AHEAD_SLACK)
+
+
 def _role_route(
-    roads: RoadNetwork, core: list[int], anchor: int, back: float, rng: np.random.Generator
+    roads: RoadNetwork,
+    core: list[int],
+    anchor: int,
+    back: float,
+    rng: np.random.Generator,
+    ahead: float = _LOOK_AHEAD,
 ) -> tuple[Route, float, float]:
-    """Route along ``core`` extended ``back`` metres behind and far ahead.
+    """Route along ``core`` extended ``back`` metres behind and ``ahead`` metres (or until it is
+    boxed in) beyond it.
 
     Returns the route, the anchor's *approach station* (where the car would be beside the node
     centre had it kept straight on in its approach lane: distances to a junction measured from
     it are the same for every turn) and the anchor's station on the route itself.
     """
     path = extend_back(roads, core, back)
-    path = extend_forward(roads, path, _LOOK_AHEAD, rng)
+    path = extend_forward(roads, path, ahead, rng)
     try:
         route, stations = lane_route_stations(roads, path)
     except ValueError as err:
@@ -273,11 +339,26 @@ def _goal(
     past_s: float,
     rng: np.random.Generator,
     margin: float,
-    travel_range: tuple[float, float],
+    travel: _Travel,
 ) -> float:
-    travel = rng.uniform(*travel_range)
-    goal = min(start_s + travel, route.length - margin) - rng.uniform(0.0, END_SHIFT)
-    if start_s < 0.0 or goal - start_s < MIN_TRAVEL or goal < past_s + PASS_DISTANCE:
+    """The goal's station on ``route``: ``travel.lo``–``travel.hi`` metres after ``start_s``.
+
+    The drawn distance is cut to the road there is (``margin`` before the route's end), then the
+    goal moves back by up to :data:`END_SHIFT` — never under ``lo``, so that a range such as
+    ``(60, 60)`` is met exactly instead of always falling short of it. The shift's range shrinks
+    only for draws within ``END_SHIFT`` of ``lo``; others draw exactly as before.
+    """
+    end = min(start_s + rng.uniform(travel.lo, travel.hi), route.length - margin)
+    reach = end - start_s
+    if start_s >= 0.0:
+        travel.longest = max(travel.longest, route.length - margin - start_s)
+    # Always one draw, so that a failed attempt leaves the generator where it always did.
+    goal = end - rng.uniform(0.0, min(END_SHIFT, max(reach - travel.lo, 0.0)))
+    if start_s < 0.0:
+        raise _NoFit("route too short")
+    if reach < travel.lo - _EPS:  # _EPS: start + lo - start is not always lo in floating point
+        raise _ShortRoom(f"less than {travel.lo:g} m of route after the start")
+    if goal < past_s + PASS_DISTANCE:
         raise _NoFit("route too short")
     return goal
 
@@ -297,8 +378,8 @@ def _draft_head_on(roads, site, rng, n, travel) -> list[_Draft]:
     length = float(np.linalg.norm(roads.nodes[b] - roads.nodes[a]))
     t = rng.uniform(0.3, 0.7) * length  # the meeting point, t metres from a towards b
     back = HEAD_ON_APPROACH + START_SHIFT + _back_room(n)
-    route_a, sa, _ = _role_route(roads, [a, b], a, back, rng)
-    route_b, sb, _ = _role_route(roads, [b, a], b, back, rng)
+    route_a, sa, _ = _role_route(roads, [a, b], a, back, rng, travel.look_ahead)
+    route_b, sb, _ = _role_route(roads, [b, a], b, back, rng, travel.look_ahead)
     meet_a, meet_b = sa + t, sb + (length - t)
     margin = roads.road_half_width
     start_a = meet_a - HEAD_ON_APPROACH + _shift(rng)
@@ -318,7 +399,8 @@ def _draft_following(roads, site, rng, n, travel) -> list[_Draft]:
     a, b = site
     length = float(np.linalg.norm(roads.nodes[b] - roads.nodes[a]))
     gap = rng.uniform(*FOLLOW_GAP)
-    route, sa, _ = _role_route(roads, [a, b], a, FOLLOW_GAP[1] + _back_room(n), rng)
+    back = FOLLOW_GAP[1] + _back_room(n)
+    route, sa, _ = _role_route(roads, [a, b], a, back, rng, travel.look_ahead)
     lead = sa + rng.uniform(0.2, 0.8) * length + _shift(rng)
     follow = lead - gap
     margin = roads.road_half_width
@@ -338,7 +420,7 @@ def _draft_two_approaches(
     back = APPROACH + START_SHIFT + _back_room(n)
     drafts = []
     for core, role in zip(cores, roles, strict=True):
-        route, sj, past = _role_route(roads, core, junction, back, rng)
+        route, sj, past = _role_route(roads, core, junction, back, rng, travel.look_ahead)
         start = sj - APPROACH + _shift(rng)
         goal = _goal(route, start, past, rng, margin, travel)
         drafts.append(_Draft(role, route, start, goal, past))
@@ -373,7 +455,8 @@ def _draft_diverge(roads, site, rng, n, travel) -> list[_Draft]:
     left_leads = bool(rng.random() < 0.5)
     drafts = []
     for turn, role in zip(("left", "right"), ROLES["diverge"], strict=True):
-        route, sj, past = _role_route(roads, [na, j, turn_at(roads, na, j, turn)], j, back, rng)
+        core = [na, j, turn_at(roads, na, j, turn)]
+        route, sj, past = _role_route(roads, core, j, back, rng, travel.look_ahead)
         leads = (turn == "left") == left_leads
         start = sj - (lead_dist if leads else follow_dist)
         goal = _goal(route, start, past, rng, margin, travel)
@@ -458,9 +541,13 @@ _DRAFTERS: dict[str, Callable[..., list[_Draft]]] = {
 
 
 def _place_extras(
-    drafts: list[_Draft], num_agents: int, rng: np.random.Generator, margin: float
+    drafts: list[_Draft], num_agents: int, rng: np.random.Generator, margin: float, lo: float
 ) -> list[_Placed]:
-    """Every agent's draft (its role and full route), start, goal and the agent it follows."""
+    """Every agent's draft (its role and full route), start, goal and the agent it follows.
+
+    An extra agent drives as far as its role's first agent, and at least ``lo`` metres (the
+    goal distance's lower bound) where the route's end cuts that short.
+    """
     placed = [_Placed(d, d.start_s, d.goal_s, None) for d in drafts[:num_agents]]
     xy = [d.route.pose_at(d.start_s)[:2] for d in drafts[:num_agents]]
     gap = max(MIN_START_GAP, EXTRA_SPACING[0] - 2.0)
@@ -484,7 +571,7 @@ def _place_extras(
             s -= 2.0
         if s_new is None:  # no room behind: ahead of the column
             s = max(on_lane) + spacing
-            while s + MIN_TRAVEL <= base.route.length - margin:
+            while s + lo <= base.route.length - margin:
                 if clear(base.route, s):
                     s_new = s
                     break
@@ -492,15 +579,16 @@ def _place_extras(
         if s_new is None:
             raise _NoFit("no room for the extra agents")
         goal = min(s_new + travel, base.route.length - margin)
-        if goal - s_new < MIN_TRAVEL:
+        if goal - s_new < lo - _EPS:
             raise _NoFit("no room for the extra agents")
         placed.append(_Placed(base, s_new, goal, r))
         xy.append(base.route.pose_at(s_new)[:2])
     return placed
 
 
-def _stop_before_parked_goals(placed: list[_Placed]) -> None:
-    """Shorten routes that would run into a car parked at another agent's goal.
+def _stop_before_parked_goals(placed: list[_Placed], lo: float) -> None:
+    """Shorten routes that would run into a car parked at another agent's goal (never under
+    ``lo`` metres from the start: the goal distance's lower bound).
 
     An agent that reaches its goal is done, but its car stays where it stopped. A route that
     runs into that spot ends :data:`_PARKED_CLEARANCE` metres before it instead, unless the car
@@ -528,7 +616,7 @@ def _stop_before_parked_goals(placed: list[_Placed]) -> None:
                 if pj.draft.route is pi.draft.route and pj.start_s > pi.start_s:
                     continue  # j drives ahead of i on the same lane: it passes before i parks
                 goal = s_hit - _PARKED_CLEARANCE
-                if goal - pj.start_s < MIN_TRAVEL or goal < pj.draft.past_s + PASS_DISTANCE:
+                if goal - pj.start_s < lo - _EPS or goal < pj.draft.past_s + PASS_DISTANCE:
                     raise _NoFit("a route runs into another agent's goal")
                 pj.goal_s = goal
                 s, poses = s[s <= goal], poses[s <= goal]
@@ -561,11 +649,11 @@ def _attempt(
     site: tuple,
     num_agents: int,
     rng: np.random.Generator,
-    travel_range: tuple[float, float],
+    travel: _Travel,
 ) -> list[AgentPlan]:
-    drafts = _DRAFTERS[name](town.roads, site, rng, num_agents, travel_range)
-    placed = _place_extras(drafts, num_agents, rng, town.roads.road_half_width)
-    _stop_before_parked_goals(placed)
+    drafts = _DRAFTERS[name](town.roads, site, rng, num_agents, travel)
+    placed = _place_extras(drafts, num_agents, rng, town.roads.road_half_width, travel.lo)
+    _stop_before_parked_goals(placed, travel.lo)
     plans = []
     for p in placed:
         route = p.draft.route.slice(p.start_s, p.goal_s)
@@ -591,25 +679,36 @@ def _make(
     num_agents: int,
     rng: np.random.Generator,
     travel_range: tuple[float, float],
+    range_name: str = "travel_range",
 ) -> tuple[AgentPlan, ...]:
     sites, needs = _sites(town.roads, name)
     if not sites:
-        raise ValueError(
+        raise _NoSites(
             f"town {town.seed} cannot host scenario {name!r}: it needs {needs}, and has none"
         )
+    travel = _Travel(*travel_range)
     reasons: dict[str, int] = {}
+    short_room = False
     for index in rng.permutation(len(sites)):
         for _ in range(2):  # two draws of the shifts per site
             try:
-                return tuple(_attempt(town, name, sites[index], num_agents, rng, travel_range))
+                return tuple(_attempt(town, name, sites[index], num_agents, rng, travel))
             except _NoFit as err:
+                short_room |= isinstance(err, _ShortRoom)
                 reasons[str(err)] = reasons.get(str(err), 0) + 1
+    if short_room and travel.longest < travel.lo - _EPS:
+        # No start anywhere had lo metres of road ahead: say what the town allows, in one line.
+        raise _OutOfReach(
+            _out_of_reach(range_name, travel_range, town.seed, name, travel.longest),
+            travel.longest,
+        )
     summary = "; ".join(f"{why} ({count}×)" for why, count in sorted(reasons.items()))
+    longest = f" (the longest found runs {travel.longest:.0f} m)" if short_room else ""
     raise ValueError(
         f"town {town.seed} cannot host scenario {name!r} with {num_agents} agent(s): none of its "
         f"{len(sites)} candidate sites ({needs}) fits — {summary}. Each role needs about "
-        f"{APPROACH:.0f} m of straight road before the interaction and {MIN_TRAVEL:.0f} m of "
-        "drivable route after its start."
+        f"{APPROACH:.0f} m of straight road before the interaction and {travel.lo:g} m "
+        f"({range_name}'s lo) of drivable route after its start{longest}."
     )
 
 
@@ -643,6 +742,8 @@ def make_scenario(
     num_agents: int = 2,
     rng: np.random.Generator | int | None = None,
     travel_range: tuple[float, float] = TRAVEL_RANGE,
+    *,
+    range_name: str = "travel_range",
 ) -> Scenario:
     """Draw a scenario in ``town``.
 
@@ -654,19 +755,26 @@ def make_scenario(
             first two are placed.
         rng: a generator (one integer is drawn from it), an integer seed, or ``None`` (fresh
             entropy). The result is deterministic given the generator's state or the seed.
-        travel_range: ``(lo, hi)`` metres of driving from start to goal, drawn per role before
-            the goal moves back by up to :data:`END_SHIFT`; ``MIN_TRAVEL <= lo <= hi``. Shorter
-            than the default makes shorter episodes (the env's ``goal_distance``).
+        travel_range: ``(lo, hi)`` metres of driving from start to goal; every goal lies
+            ``lo``–``hi`` metres along its route (drawn per role, cut to the road there is, then
+            moved back by up to :data:`END_SHIFT` but never under ``lo``);
+            ``MIN_TRAVEL <= lo <= hi``. Shorter than the default makes shorter episodes (the
+            env's ``goal_distance``). Routes never pass a junction twice, so a town offers only
+            so much road after a start: a ``lo`` beyond every route it has raises.
+        range_name: what error messages call ``travel_range`` (the env passes
+            ``"goal_distance"``).
 
     Raises:
         ValueError: for an unknown name, ``num_agents < 1`` or a bad ``travel_range``, or when
-            the town cannot host the scenario anywhere; the message says what is missing.
+            the town cannot host the scenario anywhere; the message says what is missing. When
+            no route in the town runs ``lo`` metres, the message is one line naming
+            ``range_name``, the asked range and the longest route there is.
     """
     if name is not None and name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose from {SCENARIOS}")
     if not isinstance(num_agents, int | np.integer) or num_agents < 1:
         raise ValueError(f"num_agents must be an integer ≥ 1; got {num_agents!r}")
-    travel = check_travel_range(travel_range, "travel_range")
+    travel = check_travel_range(travel_range, range_name)
     if isinstance(rng, np.random.Generator):
         seed = int(rng.integers(2**31 - 1))
     elif rng is None:
@@ -675,12 +783,22 @@ def make_scenario(
         seed = int(rng)
     gen = np.random.default_rng(seed)
     if name is not None:
-        return Scenario(name, _make(town, name, int(num_agents), gen, travel), seed)
+        return Scenario(name, _make(town, name, int(num_agents), gen, travel, range_name), seed)
     order = [SCENARIOS[i] for i in gen.permutation(len(SCENARIOS))]
-    errors = []
+    errors: list[ValueError] = []
     for candidate in order:
         try:
-            return Scenario(candidate, _make(town, candidate, int(num_agents), gen, travel), seed)
+            plans = _make(town, candidate, int(num_agents), gen, travel, range_name)
+            return Scenario(candidate, plans, seed)
         except ValueError as err:
-            errors.append(str(err))
-    raise ValueError("the town cannot host any scenario:\n" + "\n".join(errors))
+            errors.append(err)
+    reach = [err.longest for err in errors if isinstance(err, _OutOfReach)]
+    if reach and all(isinstance(err, _OutOfReach | _NoSites) for err in errors):
+        # Only the distance stands in the way (or no site at all): one line, as for one name.
+        longest = max(reach)
+        raise _OutOfReach(_out_of_reach(range_name, travel, town.seed, None, longest), longest)
+    # One line: the first scenario's reason stands for the others (they fail the same way).
+    raise ValueError(
+        f"town {town.seed} cannot host any of the {len(order)} scenarios with {num_agents} "
+        f"agent(s); the first tried, {order[0]!r}: {errors[0]}"
+    )

@@ -156,6 +156,63 @@ def test_reset_options():
         env.reset(options={"scenario": "drag_race"})
 
 
+def test_too_many_agents_are_refused_up_front_in_one_line():
+    from shareverse_env.env import MAX_AGENTS
+
+    with pytest.raises(ValueError, match=rf"^num_agents=100 .* at most {MAX_AGENTS} cars") as err:
+        make(num_agents=100)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 200
+    env = make(num_agents=MAX_AGENTS, town_seed=0)
+    env.reset(seed=0)
+    assert len(env.agents) == MAX_AGENTS
+
+
+def test_a_town_too_small_for_every_scenario_says_so_in_one_line():
+    env = make(num_agents=8, town_blocks=(1, 1))
+    with pytest.raises(ValueError, match=r"cannot host any of the 6 scenarios with 8") as err:
+        env.reset(seed=0)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_reset_options_are_refused_with_the_known_ones():
+    env = make(num_agents=2)
+    env.reset(seed=0)
+    before = env.state().copy()
+    with pytest.raises(ValueError, match=r"unknown 'wether'.*known options: scenario, weather"):
+        env.reset(seed=1, options={"wether": "fog"})
+    # images are the generative backend's option: the world backend renders its own frames.
+    with pytest.raises(ValueError, match=r"unknown 'images' for backend 'world'"):
+        env.reset(seed=1, options={"images": np.zeros((2, 128, 192, 3), np.uint8)})
+    np.testing.assert_array_equal(env.state(), before)  # refused resets changed nothing
+
+
+@pytest.mark.parametrize(
+    "where, call",
+    [
+        ("town_seed", lambda: make(town_seed="abc")),
+        ("town_seed", lambda: make(town_seed=-2)),
+        (r"reset\(seed=...\)", lambda: make().reset(seed=-1)),
+        (r"reset\(seed=...\)", lambda: make().reset(seed=1.5)),
+        (r"options\['town_seed'\]", lambda: make().reset(options={"town_seed": "abc"})),
+    ],
+)
+def test_bad_seeds_name_their_field(where, call):
+    with pytest.raises(ValueError, match=rf"^{where} must be None or an integer ≥ 0; got"):
+        call()
+
+
+def test_a_refused_reset_leaves_the_seed_stream_alone():
+    """A reset refused for a bad option must not reseed or advance the reset draw."""
+    env, twin = make(), make()
+    env.reset(seed=3)
+    twin.reset(seed=3)
+    with pytest.raises(ValueError):
+        env.reset(seed=7, options={"weather": "hail"})
+    env.reset()
+    twin.reset()
+    np.testing.assert_array_equal(env.state(), twin.state())
+
+
 def test_state_documented_columns():
     env = make()
     env.reset(seed=4)
@@ -343,6 +400,33 @@ def test_goal_distance_gives_short_routes():
 def test_bad_goal_distance(bad):
     with pytest.raises(ValueError, match="goal_distance"):
         make(goal_distance=bad)
+
+
+@pytest.mark.parametrize("name", ["following", "head_on"])
+@pytest.mark.parametrize("distance", [60.0, 1000.0])
+def test_goal_distance_is_met(name, distance):
+    # (60, 60) used to fail every reset ("route too short": the end shift took goals under
+    # 60 m), and (1000, 1000) gave goals 324–437 m away (routes ended 300 m past the interaction).
+    env = make(**SMALL, goal_distance=(distance, distance))
+    for seed in range(3):
+        _obs, infos = env.reset(seed=seed, options={"scenario": name})
+        for agent in env.agents:
+            info = infos[agent]["scenario"]
+            assert info["name"] == name
+            assert info["goal_s"] == pytest.approx(distance, abs=1e-3)
+            assert info["route_length"] == pytest.approx(distance, abs=1e-3)
+
+
+def test_goal_distance_beyond_the_town_says_what_it_allows():
+    env = make(**SMALL, goal_distance=(5000, 5000))
+    for options in ({"scenario": "following"}, {}):
+        with pytest.raises(ValueError) as err:
+            env.reset(seed=0, options=options)
+        message = str(err.value)
+        assert "\n" not in message
+        assert message.startswith("town 0 cannot host ")
+        assert "goal_distance=(5000, 5000) is out of reach" in message
+        assert int(message.split("at most ")[1].split(" m")[0]) < 5000
 
 
 # ---------------------------------------------------------------------- chunk_frames

@@ -46,6 +46,20 @@ def test_shapes_and_memory_growth():
     assert set(env.backend.last_timings) == phases
 
 
+def test_memory_is_bounded_by_default():
+    from shareverse_env.generative_backend import DEFAULT_MEMORY_CAPACITY
+
+    assert make().backend.memory.capacity == DEFAULT_MEMORY_CAPACITY
+    env = make(max_cycles=3, backend_options={"memory_capacity": 60})
+    env.reset(seed=0)
+    sizes = []
+    for _ in range(3):
+        _, _, _, _, infos = env.step(drive(env))
+        sizes.append(len(env.backend.memory))
+        assert infos["agent_0"]["frames"].std() > 0
+    assert sizes == [58, 60, 60]  # 2 first frames + 56 per chunk, then held at the bound
+
+
 def rollout(seed, steps=2):
     env = make()
     obs, _ = env.reset(seed=seed)

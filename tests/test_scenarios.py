@@ -255,6 +255,61 @@ def test_travel_range(town, name):
         assert [default.to_info(k) for k in range(n)] == [same.to_info(k) for k in range(n)]
 
 
+def goal_distances(scenario: Scenario) -> list[float]:
+    """Metres of route from each agent's start to its goal."""
+    return [plan.goal_s for plan in scenario.agents]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_goal_lies_in_the_travel_range(town, generated_towns, name):
+    # The end shift used to take goals up to 10 m under lo: (60, 60) failed everywhere ("route
+    # too short") and the default range gave goals under 140 m.
+    for where in (town, *generated_towns):
+        for seed in range(3):
+            exact = make_scenario(
+                where, name, 2, np.random.default_rng(seed), travel_range=(60, 60)
+            )
+            check_invariants(where, exact, 2)
+            assert goal_distances(exact) == pytest.approx([60.0, 60.0], abs=1e-6)
+        default = make_scenario(where, name, 3, np.random.default_rng(7))
+        assert all(
+            TRAVEL_RANGE[0] - 1e-6 <= d <= TRAVEL_RANGE[1] + 1e-6 for d in goal_distances(default)
+        )
+    # A third agent drives as far as the first of its role.
+    three = make_scenario(town, name, 3, np.random.default_rng(0), travel_range=(60, 60))
+    assert goal_distances(three) == pytest.approx([60.0] * 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["head_on", "following", "crossing"])
+def test_a_long_travel_range_is_reached(generated_towns, name):
+    # Routes used to end 300 m after the interaction: (1000, 1000) gave goals 324–437 m away.
+    town = generated_towns[0]
+    for seed in range(3):
+        scenario = make_scenario(
+            town, name, 2, np.random.default_rng(seed), travel_range=(1000, 1000)
+        )
+        assert goal_distances(scenario) == pytest.approx([1000.0, 1000.0], abs=1e-6)
+        for plan in scenario.agents:  # still drivable from start to goal
+            poses = plan.route.pose_at(np.arange(0.0, plan.route.length, 1.0))
+            assert first_collisions(town, poses[None], check_cars=False) == [None]
+
+
+def test_an_out_of_reach_travel_range_says_what_the_town_allows(generated_towns):
+    town = generated_towns[0]
+    for name in ("following", None):
+        with pytest.raises(ValueError) as err:
+            make_scenario(town, name, 2, np.random.default_rng(0), travel_range=(5000, 5000))
+        message = str(err.value)
+        assert "\n" not in message
+        assert message.startswith(f"town {town.seed} cannot host ")
+        assert "travel_range=(5000, 5000) is out of reach" in message
+        longest = int(message.split("at most ")[1].split(" m")[0])
+        assert 300 < longest < 5000
+    # The env names its own keyword.
+    with pytest.raises(ValueError, match=r"goal_distance=\(5000, 6000\) is out of reach"):
+        make_scenario(town, "head_on", 2, 0, travel_range=(5000, 6000), range_name="goal_distance")
+
+
 def test_determinism_and_variety(town):
     a = make_scenario(town, "crossing", 2, np.random.default_rng(5))
     b = make_scenario(town, "crossing", 2, np.random.default_rng(5))
@@ -279,10 +334,13 @@ def test_random_name_falls_back_to_what_the_town_can_host():
     assert [town.roads.junction_kind(j) for j in range(9)].count("X") == 1
     with pytest.raises(ValueError, match="T-junction"):
         make_scenario(town, "t_junction", 2, np.random.default_rng(0))
+    # Its arms end 80 m from the junction, so no route runs the default 140 m: ask for less.
     for seed in range(10):
-        scenario = make_scenario(town, None, 2, np.random.default_rng(seed))
+        scenario = make_scenario(town, None, 2, np.random.default_rng(seed), travel_range=(60, 90))
         assert scenario.name != "t_junction"
         check_invariants(town, scenario, 2)
+    with pytest.raises(ValueError, match=r"'crossing': travel_range=\(140, 220\) is out of reach"):
+        make_scenario(town, "crossing", 2, np.random.default_rng(0))
 
 
 def test_errors():
@@ -352,5 +410,7 @@ def test_a_network_without_road_surface_is_rejected_clearly():
     painted = grid_town(2, 1, 300.0)
     grass = dataclasses.replace(painted.ground, surface=np.zeros_like(painted.ground.surface))
     town = dataclasses.replace(painted, ground=grass)
+    # The road ends both ways, so few head-on draws leave both cars 140 m (the default lo) of
+    # road ahead; a shorter range lets every draw reach the road-surface check.
     with pytest.raises(ValueError, match="off the road"):
-        make_scenario(town, "head_on", 2, np.random.default_rng(0))
+        make_scenario(town, "head_on", 2, np.random.default_rng(0), travel_range=(60, 90))

@@ -381,3 +381,23 @@ def test_from_pretrained_takes_device_and_dtype(saved) -> None:
     _, folder = saved
     loaded = ShareVersePipeline.from_pretrained(folder, device="cpu", dtype=torch.float64)
     assert loaded.dtype == torch.float64 and loaded.device.type == "cpu"
+
+
+def test_random_full_size_model_refused_on_cpu(monkeypatch):
+    """A random 5B model on the CPU is refused at once (it would only exhaust memory)."""
+    with pytest.raises(ValueError, match=r"cogvideox-5b-i2v.*CogVideoX-5B-I2V download"):
+        load_model("cogvideox-5b-i2v", device="cpu")
+    with pytest.raises(ValueError, match="allow_random_full_size"):
+        load_model("cogvideox-5b-i2v")
+    # The check is by name: with "tiny" declared full size, only an explicit request builds it.
+    monkeypatch.setattr(loading, "FULL_SIZE_CONFIGS", ("tiny",))
+    with pytest.raises(ValueError, match="allow_random_full_size"):
+        load_model("tiny")
+    assert isinstance(load_model("tiny", allow_random_full_size=True), ShareVersePipeline)
+
+
+def test_load_model_reads_a_cogvideox_folder(tmp_path):
+    tiny_cogvideox(tmp_path)
+    pipe = load_model(tmp_path)
+    assert isinstance(pipe, ShareVersePipeline)
+    assert pipe.view_hw == (32, 48)
