@@ -11,7 +11,10 @@ takes:
 - ``memory_states`` ``(B, N, M, in_channels, h, w)``: the ``M`` retrieved memory latents,
   clean, so the same latent fills the noisy slot and the image slot; the transformer places
   them before the chunk in time and lets them attend only to each other;
-- ``memory_raymaps`` ``(B, N, M, 24, h, w)``: their raymaps, in the chunk's normalisation.
+- ``memory_raymaps`` ``(B, N, M, 24, h, w)``: their raymaps, in the chunk's normalisation;
+- ``cache_states`` ``(B, N, F, cache_in_channels, h, w)``: the scene cache rendered into the
+  chunk's cameras, for a model with a cache input
+  (:mod:`~shareverse_env.models.cache_input`), ``None`` otherwise.
 
 The sampler (:meth:`~shareverse_env.models.pipeline.ShareVersePipeline.generate_batch`) and the
 training objective (:func:`~shareverse_env.models.training.objective.diffusion_loss`) both go
@@ -86,13 +89,15 @@ class ChunkConditioning:
 
     ``image_latents`` ``(B, N, F, C, h, w)`` (see :func:`pad_image_latents`), ``raymaps``
     ``(B, N, F, 24, h, w)``, ``memory_latents`` ``(B, N, M, C, h, w)`` scaled clean latents
-    and ``memory_raymaps`` ``(B, N, M, 24, h, w)``, or ``None`` for a chunk without memory.
+    and ``memory_raymaps`` ``(B, N, M, 24, h, w)``, or ``None`` for a chunk without memory;
+    ``cache_states`` ``(B, N, F, Cc, h, w)`` or ``None`` for a model without a cache input.
     """
 
     image_latents: torch.Tensor
     raymaps: torch.Tensor
     memory_latents: torch.Tensor | None = None
     memory_raymaps: torch.Tensor | None = None
+    cache_states: torch.Tensor | None = None
 
     def hidden_states(self, noisy_latents: torch.Tensor) -> torch.Tensor:
         """Noisy latents ``(B, N, F, C, h, w)`` joined on channels with the conditioning."""
@@ -109,4 +114,5 @@ class ChunkConditioning:
             "raymaps": self.raymaps,
             "memory_states": self.memory_states(),
             "memory_raymaps": self.memory_raymaps,
+            "cache_states": self.cache_states,
         }

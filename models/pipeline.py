@@ -21,6 +21,7 @@ from shareverse_env.geometry import (
     raymaps,
 )
 
+from .cache_input import CacheGuide, cache_states
 from .conditioning import (
     CHUNK_LATENT_FRAMES,
     ChunkConditioning,
@@ -29,7 +30,7 @@ from .conditioning import (
 )
 from .configs import build_scheduler, build_transformer, build_vae, get_spec
 from .transformer import MemoryContext, ShareVerseTransformer
-from .vae import decode_chunk, encode_images
+from .vae import decode_chunk, encode_images, encode_video
 
 SPATIAL_FACTOR = 8
 
@@ -48,13 +49,16 @@ class ChunkRequest:
 
     ``images`` ``(N, 2H, 2W, 3)`` uint8 conditioning frames, ``poses`` ``(N, 29, 3)`` planned ego
     poses, ``memory`` the world's retrieved memory (or ``None``), ``generator`` seeds the world's
-    initial noise — the arguments of :meth:`ShareVersePipeline.__call__` for one world.
+    initial noise, ``cache`` the scene cache rendered into the chunk's cameras (required by a
+    model with a cache input, refused by one without) — the arguments of
+    :meth:`ShareVersePipeline.__call__` for one world.
     """
 
     images: np.ndarray
     poses: np.ndarray
     memory: MemoryInput | None = None
     generator: torch.Generator | None = None
+    cache: CacheGuide | None = None
 
 
 @dataclass
@@ -62,6 +66,7 @@ class _CheckedRequest:
     images: np.ndarray
     poses: np.ndarray
     memory_poses: np.ndarray | None  # None: no memory (or an empty one)
+    cache: CacheGuide | None = None
 
     @property
     def agents(self) -> int:
@@ -80,6 +85,7 @@ class _EncodedWorld:
     image_latents: torch.Tensor
     raymaps: torch.Tensor
     memory_raymaps: torch.Tensor | None
+    cache_states: torch.Tensor | None = None
 
 
 @dataclass
@@ -244,6 +250,20 @@ class ShareVersePipeline:
         return torch.cat(out)
 
     @torch.no_grad()
+    def encode_video(self, clips: np.ndarray) -> torch.Tensor:
+        """uint8 tiled clips ``(B, 29, 2H, 2W, 3)`` → scaled chunk latents ``(B, 8, C, h, w)``,
+        each clip encoded causally as one video (as the training latents are)."""
+        clips = self._check_frames("clips", clips)
+        if clips.ndim != 5:
+            raise ValueError(f"clips must be (batch, frames, H, W, 3); got {clips.shape}")
+        out = []
+        for clip in clips:
+            x = torch.from_numpy(clip).to(self.device).permute(3, 0, 1, 2)[None]
+            x = x.to(self.vae.dtype) / 127.5 - 1.0
+            out.append(encode_video(self.vae, x)[0].permute(1, 0, 2, 3) * self.scaling_factor)
+        return torch.stack(out)
+
+    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """Scaled chunk latents ``(B, F_lat, C, h, w)`` → uint8 frames ``(B, 1 + 4(F_lat-1), 2H, 2W, 3)``."""
         video = decode_chunk(self.vae, latents.permute(0, 2, 1, 3, 4) / self.scaling_factor)
@@ -297,6 +317,7 @@ class ShareVersePipeline:
         negative_prompt_embeds: torch.Tensor | None = None,
         progress: bool = True,
         encode_for_memory: bool = True,
+        cache: CacheGuide | None = None,
     ) -> ChunkOutput:
         """Generate one chunk for all agents.
 
@@ -310,9 +331,11 @@ class ShareVersePipeline:
                 classifier-free guidance (default: the model's default text).
             progress: show a tqdm bar over denoising steps.
             encode_for_memory: also encode each new frame as an image latent for the cache.
+            cache: the scene cache rendered into the chunk's cameras, for a model with a cache
+                input (:mod:`~shareverse_env.models.cache_input`).
         """
         return self.generate_batch(
-            [ChunkRequest(images, poses, memory, generator)],
+            [ChunkRequest(images, poses, memory, generator, cache)],
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             prompt_embeds=prompt_embeds,
@@ -421,8 +444,11 @@ class ShareVersePipeline:
         device, dtype = self.device, self.dtype
         cond = self.encode_frames(checked.images)[None].to(device, dtype)  # (1, N, C, h, w)
         chunk_rays, memory_rays = self.chunk_raymaps(checked.poses, checked.memory_poses)
+        cache = None
+        if checked.cache is not None:
+            cache = cache_states(checked.cache, self.encode_video)[None].to(device, dtype)
         return _EncodedWorld(
-            pad_image_latents(cond, CHUNK_LATENT_FRAMES), chunk_rays[None], memory_rays
+            pad_image_latents(cond, CHUNK_LATENT_FRAMES), chunk_rays[None], memory_rays, cache
         )
 
     def _group_conditioning(
@@ -444,6 +470,11 @@ class ShareVersePipeline:
             raymaps=torch.cat([encoded[i].raymaps for i in members]),
             memory_latents=memory_latents,
             memory_raymaps=memory_raymaps,
+            cache_states=(
+                None
+                if encoded[members[0]].cache_states is None
+                else torch.cat([encoded[i].cache_states for i in members])
+            ),
         )
 
     def _memory_context(
@@ -519,9 +550,11 @@ class ShareVersePipeline:
         worlds = latents.shape[0]
         model_in = conditioning.hidden_states(self.scheduler.scale_model_input(latents, t))
         ray_in = conditioning.raymaps
+        cache_in = conditioning.cache_states
         text_in = None if text is None else text.expand(worlds, -1, -1)
-        if guidance > 1.0:
+        if guidance > 1.0:  # both halves see the same cache, as they read the same memory
             model_in, ray_in = torch.cat([model_in] * 2), torch.cat([ray_in] * 2)
+            cache_in = None if cache_in is None else torch.cat([cache_in] * 2)
             text_in = torch.cat([negative.expand(worlds, -1, -1), text_in])
         timestep = t.expand(model_in.shape[0]).to(model_in.device)
         pred = self.transformer(
@@ -530,6 +563,7 @@ class ShareVersePipeline:
             raymaps=ray_in,
             encoder_hidden_states=text_in,
             memory_context=context,
+            cache_states=cache_in,
         ).sample
         if guidance > 1.0:
             uncond, cond_pred = pred.chunk(2)
@@ -577,4 +611,24 @@ class ShareVersePipeline:
                 )
             if count == 0:
                 mem_poses = None
-        return _CheckedRequest(images, poses, mem_poses)
+        cache = request.cache
+        wanted = self.transformer.config.cache_in_channels
+        if wanted and cache is None:
+            raise ValueError(
+                f"{prefix}cache is required: this model has a scene-cache input "
+                f"(cache_in_channels={wanted}); pass a CacheGuide rendered from the scene cache "
+                "(the generative backend does this with backend_options scene_cache=True)"
+            )
+        if cache is not None:
+            if not wanted:
+                raise ValueError(
+                    f"{prefix}cache given, but this model has no scene-cache input "
+                    "(cache_in_channels=0)"
+                )
+            expected = (agents, CHUNK_FRAMES, *self.frame_shape)
+            if not isinstance(cache, CacheGuide) or cache.rgb.shape != expected:
+                raise ValueError(
+                    f"{prefix}cache must be a CacheGuide with rgb of shape {expected}; got "
+                    f"{getattr(getattr(cache, 'rgb', None), 'shape', type(cache).__name__)}"
+                )
+        return _CheckedRequest(images, poses, mem_poses, cache)

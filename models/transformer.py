@@ -114,7 +114,13 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
     - ``memory_frames`` (4): memory latent frames take temporal positions ``0..memory_frames-1``
       and the chunk's latent frames follow them;
     - ``default_text_tokens`` (0): length of a learned prompt embedding used when no
-      ``encoder_hidden_states`` are given (0: no text tokens at all).
+      ``encoder_hidden_states`` are given (0: no text tokens at all);
+    - ``cache_in_channels`` (0): channels of the scene-cache input (``cache_states``, built by
+      :mod:`~shareverse_env.models.cache_input`) per latent frame; 0 means none, and such a
+      model refuses a cache input. Patchified by ``cache_embed`` and added to the video
+      tokens, which is the same as concatenating them to ``hidden_states`` with new input
+      weights; those start at zero, so a model given cache channels computes exactly what it
+      did without them until it is trained.
 
     Example (a tiny random model; two agents, three latent frames each):
 
@@ -169,6 +175,7 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
         cross_agent_positions: str = "synchronous",
         memory_frames: int = 4,
         default_text_tokens: int = 0,
+        cache_in_channels: int = 0,
     ) -> None:
         if not use_rotary_positional_embeddings:
             raise ValueError(
@@ -182,6 +189,8 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
                 "cross_agent_positions must be 'synchronous' or 'concatenated'; "
                 f"got {cross_agent_positions!r}"
             )
+        if cache_in_channels < 0:
+            raise ValueError(f"cache_in_channels must be >= 0; got {cache_in_channels}")
         for name, value in (
             ("raymap_every", raymap_every),
             ("cross_agent_every", cross_agent_every),
@@ -245,12 +254,18 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
             if default_text_tokens
             else None
         )
+        self.cache_embed = (
+            nn.Conv2d(cache_in_channels, dim, kernel_size=patch_size, stride=patch_size)
+            if cache_in_channels
+            else None
+        )
         self.init_shareverse_additions()
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def init_shareverse_additions(self) -> None:
-        """Cross-agent blocks from their DiT blocks, raymap and cross-agent projections at zero."""
+        """Cross-agent blocks from their DiT blocks; raymap, cross-agent and cache input
+        projections at zero."""
         every = self.config.cross_agent_every
         for j, cross in enumerate(self.cross_agent_blocks):
             if not cross.proj.weight.is_meta:
@@ -259,10 +274,49 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
                 nn.init.zeros_(cross.proj.bias)
         if not self.raymap_encoder.patch.weight.is_meta:
             self.raymap_encoder.zero_outputs()
+        if self.cache_embed is not None and not self.cache_embed.weight.is_meta:
+            self.zero_cache_input()
+
+    def with_cache_input(self, channels: int) -> ShareVerseTransformer:
+        """A copy of this model with a scene-cache input of ``channels`` channels.
+
+        Every existing weight is copied; the new input projection starts at zero, so the copy
+        computes exactly what this model computes (given any ``cache_states``) until trained.
+
+        Example:
+            >>> from shareverse_env.models import build_transformer
+            >>> base = build_transformer("tiny")
+            >>> cached = base.with_cache_input(7)
+            >>> x = torch.randn(1, 2, 3, base.config.in_channels, 8, 12)
+            >>> cache = torch.randn(1, 2, 3, 7, 8, 12)
+            >>> t = torch.tensor([500])
+            >>> bool(torch.equal(base(x, t).sample, cached(x, t, cache_states=cache).sample))
+            True
+        """
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1; got {channels}")
+        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        config["cache_in_channels"] = channels
+        copy = type(self)(**config)
+        state = self.state_dict()
+        if self.cache_embed is not None:  # a different width: start the projection afresh
+            state = {k: v for k, v in state.items() if not k.startswith("cache_embed.")}
+        missing, unexpected = copy.load_state_dict(state, strict=False)
+        if unexpected or any(not name.startswith("cache_embed.") for name in missing):
+            raise RuntimeError(f"weights did not carry over: {missing[:5]} {unexpected[:5]}")
+        copy.zero_cache_input()
+        return copy.to(device=self.device, dtype=self.dtype)
+
+    @torch.no_grad()
+    def zero_cache_input(self) -> None:
+        """Zero the scene-cache input projection (the other additions are left as they are)."""
+        if self.cache_embed is not None:
+            nn.init.zeros_(self.cache_embed.weight)
+            nn.init.zeros_(self.cache_embed.bias)
 
     def shareverse_parameter_names(self) -> list[str]:
         """Names of the parameters that a plain CogVideoX checkpoint does not have."""
-        prefixes = ("raymap_encoder.", "cross_agent_blocks.", "default_text_embeds")
+        prefixes = ("raymap_encoder.", "cross_agent_blocks.", "default_text_embeds", "cache_embed.")
         return [name for name, _ in self.named_parameters() if name.startswith(prefixes)]
 
     # ------------------------------------------------------------------ embeddings
@@ -352,6 +406,35 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
         if not torch.isfinite(rays).all():
             raise ValueError(f"{name} contains non-finite values")
 
+    def _check_cache(self, cache_states: torch.Tensor | None, latents: torch.Tensor) -> None:
+        channels = self.config.cache_in_channels
+        if channels and cache_states is None:
+            raise ValueError(
+                f"this model was built with cache_in_channels={channels} and needs cache_states "
+                f"(batch, agents, frames, {channels}, h, w): the scene cache rendered into the "
+                "chunk's cameras (shareverse_env.models.cache_input); run it with a scene cache"
+            )
+        if cache_states is None:
+            return
+        if not channels:
+            raise ValueError(
+                "cache_states given, but this model has no cache input (cache_in_channels=0)"
+            )
+        expected = (*latents.shape[:3], channels, *latents.shape[-2:])
+        if tuple(cache_states.shape) != expected:
+            raise ValueError(
+                f"cache_states must have shape {expected}; got {tuple(cache_states.shape)}"
+            )
+        if not torch.isfinite(cache_states).all():
+            raise ValueError("cache_states contains non-finite values")
+
+    def _embed_cache(self, cache_states: torch.Tensor) -> torch.Tensor:
+        """Patchify cache inputs ``(B, F, Cc, h, w)`` to ``(B, F·hp·wp, dim)``."""
+        batch, frames, channels, h, w = cache_states.shape
+        proj = self.cache_embed
+        x = proj(cache_states.reshape(batch * frames, channels, h, w).to(proj.weight.dtype))
+        return x.flatten(2).transpose(1, 2).reshape(batch, -1, x.shape[1])
+
     def _frame_positions(self, frames: int, offset: int) -> torch.Tensor:
         positions = torch.arange(frames) + offset
         if self.config.use_learned_positional_embeddings:
@@ -411,6 +494,7 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
         memory_raymaps: torch.Tensor | None = None,
         memory_context: MemoryContext | None = None,
         frame_offset: int | None = None,
+        cache_states: torch.Tensor | None = None,
         return_dict: bool = True,
         **unused: Any,
     ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
@@ -421,7 +505,9 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
         ``raymaps`` ``(B, N, F, raymap_channels, h, w)``. ``encoder_hidden_states`` ``(B, T,
         text_embed_dim)`` shared by the agents. Memory: either ``memory_states`` (+
         ``memory_raymaps``) or a precomputed ``memory_context``. ``frame_offset``: temporal
-        position of the first chunk frame (default ``memory_frames``).
+        position of the first chunk frame (default ``memory_frames``). ``cache_states``
+        ``(B, N, F, cache_in_channels, h, w)``: required when ``cache_in_channels > 0``,
+        refused otherwise.
         """
         if unused:
             raise TypeError(f"unexpected arguments: {sorted(unused)}")
@@ -431,6 +517,7 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
         device, dtype = hidden_states.device, hidden_states.dtype
         if raymaps is not None:
             self._check_raymaps("raymaps", raymaps, hidden_states)
+        self._check_cache(cache_states, hidden_states)
         if memory_states is not None:
             if memory_context is not None:
                 raise ValueError("pass memory_states or memory_context, not both")
@@ -469,6 +556,8 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
         offset = self.config.memory_frames if frame_offset is None else frame_offset
         positions = self._frame_positions(frames, offset)
         video = self._embed_frames(hidden_states.reshape(sequences, frames, -1, h, w), positions)
+        if cache_states is not None:
+            video = video + self._embed_cache(cache_states.reshape(sequences, frames, -1, h, w))
         video = self.embedding_dropout(video)
         rope = self._rope(h, w, positions, device)
         cross_positions = cross_agent_positions(

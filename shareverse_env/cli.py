@@ -44,8 +44,9 @@ examples:
   shareverse-env rollout --backend world --policy expert --chunks 8 --out expert.mp4
   shareverse-env rollout --policy runs/ppo/policy.safetensors --episodes 5
 
-Backends: "auto" (default) is the shipped generative ShareVerse model (~6-7 s per 2-agent
-chunk on an idle 2-core CPU); "world" is the exact renderer of the procedural town (~0.25 s);
+Backends: "auto" (default) is the shipped generative ShareVerse model with its scene cache
+(seconds per chunk: docs/benchmarks.md, "The main job"); "world" is the exact renderer of the
+procedural town (~0.25 s per chunk);
 "shareverse" with --model picks a model explicitly (e.g. --model tiny: random weights, fast,
 for trying things out).
 """

@@ -48,7 +48,7 @@ from .backends import Backend, FirstFrames, WorldBackend, backend_class, default
 from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses, plan_chunk
 from .rewards import RewardConfig, chunk_reward
 from .scenarios import SCENARIOS, TRAVEL_RANGE, check_travel_range, make_scenario
-from .world.collision import first_collisions
+from .world.collision import resolve_collisions
 from .world.generator import generate_town
 from .world.topdown import topdown_image
 from .world.town import Town
@@ -396,12 +396,8 @@ class ShareVerseParallelEnv(ParallelEnv):
 
         plans = np.repeat(self._poses[:, None, :], CHUNK_FRAMES, axis=1)
         plans[live] = plan_chunk(self._poses[live], action_array[live])
-        collisions = first_collisions(self.town, plans, self._alive)
-        for k in live:
-            hit = collisions[k]
-            if hit is not None:  # the car stops where it hit
-                stop = max(hit.frame - 1, 0) if hit.kind != "off_road" else hit.frame
-                plans[k, stop:] = plans[k, stop]
+        # Every car stops at its first collision, judged against where the others actually are.
+        plans, collisions = resolve_collisions(self.town, plans, self._alive)
         # With chunk_frames="last", a backend that renders frames independently renders the last
         # frame alone; a generative one must produce the whole chunk to reach it (finish_step
         # then keeps the last frame).

@@ -272,6 +272,30 @@ def test_collision_terminates():
     assert done
 
 
+@pytest.mark.parametrize("terminate", [True, False])
+def test_car_behind_a_stopped_car_hits_it(terminate):
+    # agent_0 leaves the road inside the chunk and stops there; agent_1, 5 m behind with the
+    # same action, must hit where agent_0 actually stands, not where its plan would have gone.
+    from shareverse_env.world.vehicles import CAR_LENGTH
+
+    env = make(scenario="following", terminate_on_collision=terminate, max_cycles=4)
+    starts = np.array([[0.0, 155.25, np.pi], [5.0, 155.25, np.pi]])
+    env.reset(seed=0, options={"start_poses": starts})
+    _, rewards, terms, _, infos = env.step(drive_actions(env))
+    assert infos["agent_0"]["collision"] == "off_road"
+    assert infos["agent_1"]["collision"] == "car"
+    assert rewards["agent_1"] < 0 and terms["agent_1"] == terminate
+    gaps = np.linalg.norm(
+        infos["agent_0"]["poses"][:, :2] - infos["agent_1"]["poses"][:, :2], axis=1
+    )
+    assert gaps.min() >= CAR_LENGTH
+    if not terminate:  # cars that keep driving into each other never pass through each other
+        for _ in range(3):
+            _, _, _, _, infos = env.step(drive_actions(env))
+            p0, p1 = infos["agent_0"]["poses"][:, :2], infos["agent_1"]["poses"][:, :2]
+            assert np.linalg.norm(p0 - p1, axis=1).min() >= CAR_LENGTH
+
+
 # ---------------------------------------------------------------------- bad input
 
 

@@ -258,3 +258,69 @@ def first_collisions(
         who = int(other[i, kind]) if kind < 2 else None
         out[i] = Collision(frame=frame, kind=KINDS[kind], other=who)
     return out
+
+
+def stop_at(plan: np.ndarray, hit: Collision) -> np.ndarray:
+    """``plan`` ``(F, 3)`` with the car held where ``hit`` stops it: at the frame before a car
+    or obstacle contact (it never overlaps what it hit), at the frame it leaves the road."""
+    stop = max(hit.frame - 1, 0) if hit.kind != "off_road" else hit.frame
+    held = plan.copy()
+    held[stop:] = held[stop]
+    return held
+
+
+def resolve_collisions(
+    town: Town, plans: np.ndarray, active: np.ndarray | None = None
+) -> tuple[np.ndarray, list[Collision | None]]:
+    """The chunk every car actually drives: each active car stops at its first collision,
+    checked against where every *other* car actually is, frame by frame.
+
+    A car stopped inside the chunk stands where it stopped, so a car behind it may now hit it
+    earlier than (or instead of) anything on its own plan. The checks are repeated on the
+    stopped plans until no car's first collision moves earlier; each round can only move
+    collisions earlier, so this ends after at most ``agents × frames`` rounds (two or three in
+    practice).
+
+    Args:
+        town: the town.
+        plans: ``(A, F, 3)`` planned poses over the chunk (inactive agents: standing).
+        active: ``(A,)`` bool, as in :func:`first_collisions`.
+
+    Returns:
+        ``(poses, collisions)``: the driven poses ``(A, F, 3)`` (a new array) and each agent's
+        first collision on them (``None`` for inactive agents and those that hit nothing).
+
+    Example:
+        >>> import numpy as np
+        >>> from shareverse_env.world.scene import BoxSet, GroundMap, Surface
+        >>> from shareverse_env.world.town import RoadNetwork, Town
+        >>> ground = GroundMap((-50.0, -50.0), 1.0, np.zeros((100, 100, 3), np.uint8),
+        ...                    np.full((100, 100), Surface.ROAD, np.uint8))
+        >>> ground.surface[:, 70:] = Surface.GRASS                       # road ends at x = 20
+        >>> town = Town(seed=0, bounds=(-50, -50, 50, 50),
+        ...             roads=RoadNetwork(np.zeros((1, 2)), np.zeros((0, 2))), ground=ground,
+        ...             boxes=BoxSet.from_rows([]))
+        >>> x = np.linspace(0.0, 28.0, 29)
+        >>> lead = np.stack([x + 5.0, 0 * x, 0 * x], -1)   # leaves the road, stops on the verge
+        >>> tail = np.stack([x, 0 * x, 0 * x], -1)         # follows 5 m behind
+        >>> poses, hits = resolve_collisions(town, np.stack([lead, tail]))
+        >>> hits[0].kind, hits[1].kind, hits[1].other
+        ('off_road', 'car', 0)
+        >>> bool(poses[1, -1, 0] < poses[0, -1, 0] - CAR_LENGTH)         # it stops behind
+        True
+    """
+    poses = np.array(plans, dtype=np.float64, copy=True)
+    num_agents, num_frames = poses.shape[:2]
+    resolved: list[Collision | None] = [None] * num_agents
+    for _ in range(num_agents * num_frames + 1):
+        moved = False
+        for k, hit in enumerate(first_collisions(town, poses, active)):
+            if hit is None:
+                continue
+            if resolved[k] is None or hit.frame < resolved[k].frame:
+                resolved[k] = hit
+                poses[k] = stop_at(plans[k], hit)
+                moved = True
+        if not moved:
+            return poses, resolved
+    raise AssertionError("collision resolution did not settle")  # unreachable: see docstring

@@ -401,3 +401,29 @@ def test_load_model_reads_a_cogvideox_folder(tmp_path):
     pipe = load_model(tmp_path)
     assert isinstance(pipe, ShareVersePipeline)
     assert pipe.view_hw == (32, 48)
+
+
+def test_from_cogvideox_with_cache_input_starts_as_without(tmp_path):
+    # The paper's full-size path gets the same cache channels; at tiny scale they start at zero.
+    from shareverse_env.models.cache_input import CacheGuide, cache_in_channels
+
+    tiny_cogvideox(tmp_path)
+    plain = from_cogvideox(tmp_path, num_inference_steps=1)
+    channels = cache_in_channels(plain.vae.config.latent_channels)
+    cached = from_cogvideox(tmp_path, num_inference_steps=1, cache_in_channels=channels)
+    assert not cached.transformer.cache_embed.weight.any()
+    images, poses = chunk_inputs()
+    shape = (len(images), poses.shape[1], *images.shape[1:3])
+    guide = CacheGuide(
+        np.full((*shape, 3), 90, np.uint8), np.ones(shape, bool), np.zeros(shape, np.float32)
+    )
+    with_cache = cached(
+        images,
+        poses,
+        generator=torch.Generator().manual_seed(0),
+        guidance_scale=1.0,
+        progress=False,
+        encode_for_memory=False,
+        cache=guide,
+    )
+    np.testing.assert_array_equal(with_cache.frames, sample(plain).frames)

@@ -17,6 +17,7 @@ SHAREVERSE_KEYS = {
     "cross_agent_positions",
     "memory_frames",
     "default_text_tokens",
+    "cache_in_channels",
 }
 
 

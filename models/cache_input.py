@@ -1,0 +1,155 @@
+"""The scene-cache input of a cache-conditioned ShareVerse model (GEN3C-style conditioning).
+
+The shared 3D scene cache (:mod:`shareverse_env.scene_cache`) is rendered into every camera of
+every agent's planned chunk. A model built with ``cache_in_channels > 0`` sees that render, so
+it continues the cache instead of inventing a town. Per latent frame of the chunk it gets
+``latent_channels + 3`` channels:
+
+- the cache render's RGB, holes filled with mid-grey (0 in the VAE's [-1, 1] range), encoded by
+  the pipeline's VAE as one causal video (29 frames → 8 latents) and scaled like every latent,
+  then zeroed where the latent mask below is 0;
+- the validity mask, **min-pooled** to the latent grid: a latent cell counts as covered only
+  when every pixel of its 8×8 patch, in every frame that latent frame stands for, is covered
+  (latent frame 0 is frame 0, latent frame ``k`` frames ``4k-3 … 4k``);
+- the layout of the *other* cars, which the cache leaves out: the fraction of the cell their
+  projected boxes cover (**mean**-pooled, unlike the cache mask: a distant car a few pixels wide
+  would vanish under a min) and their nearness ``1 / max(z, 1 m)`` there (mean-pooled).
+
+Row 0 of a :class:`CacheGuide` is the conditioning frame itself (fully valid): the chunk's
+latent frame 0 is that frame, exactly as the image latents say.
+
+Example (one agent, a half-covered tiny chunk, a stand-in "VAE" that averages 8×8 patches):
+
+>>> import numpy as np, torch
+>>> frames, h, w = 29, 16, 24
+>>> rgb = np.full((1, frames, h, w, 3), 200, np.uint8)
+>>> valid = np.zeros((1, frames, h, w), bool); valid[:, :, :, :12] = True
+>>> guide = CacheGuide(rgb, valid, np.zeros((1, frames, h, w), np.float32))
+>>> def encode(video):  # (N, 29, H, W, 3) uint8 -> (N, 8, C=1, h, w)
+...     x = torch.from_numpy(video).float().mean(-1)[:, ::4]
+...     return torch.nn.functional.avg_pool2d(x, 8)[:, :, None] / 255
+>>> states = cache_states(guide, encode)
+>>> tuple(states.shape), cache_in_channels(1)
+((1, 8, 4, 2, 3), 4)
+>>> states[0, 3, 1].tolist()  # the mask: the left 12 pixels of 24 cover 1.5 cells; 1 counts
+[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shareverse_env.geometry import CHUNK_FRAMES
+
+EXTRA_CHANNELS = 3
+"""Channels besides the render's latent: cache mask, car coverage, car nearness."""
+
+SPATIAL_FACTOR = 8
+TEMPORAL_FACTOR = 4
+HOLE_GREY = 128
+"""Fill of uncovered pixels before encoding: mid-grey is 0 in the VAE's [-1, 1] input."""
+
+
+def cache_in_channels(latent_channels: int) -> int:
+    """``cache_in_channels`` of a transformer whose VAE has ``latent_channels``."""
+    return latent_channels + EXTRA_CHANNELS
+
+
+def car_nearness(depth: np.ndarray) -> np.ndarray:
+    """Per-pixel nearness ``1 / max(z, 1)`` of car pixels (``z`` metric, ``inf`` off any car)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        return np.where(np.isfinite(depth), 1.0 / np.maximum(depth, 1.0), 0.0).astype(np.float32)
+
+
+@dataclass
+class CacheGuide:
+    """Pixel-space cache input of one world's chunk, per agent and frame.
+
+    ``rgb`` ``(N, 29, 2H, 2W, 3)`` uint8: the cache render (row 0: the conditioning frame);
+    ``valid`` ``(N, 29, 2H, 2W)`` bool: where the render holds the cache; ``cars``
+    ``(N, 29, 2H, 2W)`` float32 in [0, 1]: nearness of the other agents' cars
+    (:func:`car_nearness`; 0 where there is none).
+    """
+
+    rgb: np.ndarray
+    valid: np.ndarray
+    cars: np.ndarray
+
+    def __post_init__(self) -> None:
+        rgb, valid, cars = self.rgb, self.valid, self.cars
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 5:
+            raise ValueError(
+                f"cache rgb must be uint8 (agents, {CHUNK_FRAMES}, H, W, 3); got "
+                f"{getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}"
+            )
+        if rgb.shape[1] != CHUNK_FRAMES or rgb.shape[-1] != 3:
+            raise ValueError(
+                f"cache rgb must be (agents, {CHUNK_FRAMES}, H, W, 3); got {rgb.shape}"
+            )
+        if not isinstance(valid, np.ndarray) or valid.dtype != bool or valid.shape != rgb.shape[:4]:
+            raise ValueError(
+                f"cache valid must be bool {rgb.shape[:4]}; got "
+                f"{getattr(valid, 'dtype', type(valid))} {getattr(valid, 'shape', '')}"
+            )
+        if not isinstance(cars, np.ndarray) or cars.shape != rgb.shape[:4]:
+            raise ValueError(
+                f"cache cars must be float {rgb.shape[:4]}; got {getattr(cars, 'shape', cars)}"
+            )
+        if not np.isfinite(cars).all() or cars.min(initial=0) < 0 or cars.max(initial=0) > 1:
+            raise ValueError("cache cars must hold finite nearness values in [0, 1]")
+
+
+def _group_frames(x: torch.Tensor) -> list[torch.Tensor]:
+    """``(N, 29, …)`` → the frames of each latent frame: ``[0]``, ``[1..4]``, ``[5..8]``, …"""
+    groups = [x[:, :1]]
+    for start in range(1, x.shape[1], TEMPORAL_FACTOR):
+        groups.append(x[:, start : start + TEMPORAL_FACTOR])
+    return groups
+
+
+def pool_min(mask: torch.Tensor) -> torch.Tensor:
+    """``(N, 29, H, W)`` in [0, 1] → ``(N, 8, H/8, W/8)``: the minimum over each latent cell."""
+    out = [
+        -F.max_pool2d(-g.amin(dim=1, keepdim=True), SPATIAL_FACTOR)[:, 0]
+        for g in _group_frames(mask)
+    ]
+    return torch.stack(out, dim=1)
+
+
+def pool_mean(x: torch.Tensor) -> torch.Tensor:
+    """``(N, 29, H, W)`` → ``(N, 8, H/8, W/8)``: the mean over each latent cell."""
+    out = [
+        F.avg_pool2d(g.mean(dim=1, keepdim=True), SPATIAL_FACTOR)[:, 0] for g in _group_frames(x)
+    ]
+    return torch.stack(out, dim=1)
+
+
+def cache_states(
+    guide: CacheGuide, encode_video: Callable[[np.ndarray], torch.Tensor]
+) -> torch.Tensor:
+    """The transformer's ``cache_states`` ``(N, 8, C + 3, h, w)`` for one world's chunk.
+
+    ``encode_video`` maps uint8 clips ``(N, 29, 2H, 2W, 3)`` to scaled latents
+    ``(N, 8, C, h, w)`` (:meth:`ShareVersePipeline.encode_video
+    <shareverse_env.models.pipeline.ShareVersePipeline.encode_video>`).
+    """
+    rgb = np.where(guide.valid[..., None], guide.rgb, np.uint8(HOLE_GREY))
+    latents = encode_video(rgb)
+    valid = torch.from_numpy(guide.valid).to(latents.device, torch.float32)
+    cars = torch.from_numpy(np.asarray(guide.cars, np.float32)).to(latents.device)
+    mask = pool_min(valid)
+    coverage = pool_mean((cars > 0).float())
+    nearness = pool_mean(cars)
+    if mask.shape != latents.shape[:2] + latents.shape[-2:]:
+        raise ValueError(
+            f"cache frames of {tuple(guide.valid.shape[-2:])} pixels do not match latents "
+            f"{tuple(latents.shape)} (8× spatial, 29 frames → 8)"
+        )
+    extra = torch.stack([mask, coverage, nearness], dim=2).to(latents.dtype)
+    return torch.cat([latents * extra[:, :, :1], extra], dim=2)
