@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from .backends import Backend, FirstFrames
+from .cache_guide import cache_guide
 from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses
 from .memory import SOURCES, SpatialMemory, sample_query_positions
 from .models.loading import load_model
@@ -178,6 +179,17 @@ class ShareVerseBackend(Backend):
             )
         self.last_cache_renders: list[CacheRender] = []
         """The scene cache's renders of the last chunk, one per generating agent."""
+        self.model_sees_cache = bool(pipe.transformer.config.cache_in_channels)
+        """The model takes the cache's renders as input (``cache_in_channels > 0``): they are
+        rendered before the chunk is denoised, not only composited after."""
+        if self.model_sees_cache and self.scene is None:
+            raise ValueError(
+                "backend option 'scene_cache' is False, but this model has a scene-cache input "
+                f"(cache_in_channels={pipe.transformer.config.cache_in_channels}) and cannot "
+                "run without it; leave scene_cache=True or load a model without a cache input"
+            )
+        self._pending_renders: list[CacheRender] | None = None
+        self._pending_seconds = 0.0
 
     def reset(
         self,
@@ -366,11 +378,20 @@ class ShareVerseBackend(Backend):
         agents = np.flatnonzero(active)
         if len(agents) == 0:
             return None, out
+        guide = None
+        self._pending_renders = None
+        if self.model_sees_cache:
+            start = time.perf_counter()
+            renders = self.scene.render(poses[agents][:, 1:], agents)
+            guide = cache_guide(self.scene, self._last_frames[agents], renders, poses, agents)
+            self._pending_renders = renders
+            self._pending_seconds = time.perf_counter() - start
         request = ChunkRequest(
             self._last_frames[agents],
             poses[agents],
             memory=self._retrieve(poses, agents),
             generator=self._generator,
+            cache=guide,
         )
         return request, out
 
@@ -391,7 +412,10 @@ class ShareVerseBackend(Backend):
         if self.scene is not None:
             start = time.perf_counter()
             new_poses = poses[:, 1:]
-            renders = self.scene.render(new_poses[agents], agents)
+            renders = self._pending_renders or self.scene.render(new_poses[agents], agents)
+            if self._pending_renders is not None:
+                start -= self._pending_seconds  # rendered before denoising: count it here
+            self._pending_renders = None
             if self.composite:
                 frames = self.scene.composite(frames, renders, new_poses, agents)
             self.scene.archive(frames, renders, new_poses, times, agents)

@@ -241,6 +241,22 @@ class SceneCompositor:
         others = [b for b in range(len(poses)) if b != agent]
         return car_masks(self.rig, self.view_hw, poses[agent], poses[others].transpose(1, 0, 2))
 
+    def car_nearness(self, poses: np.ndarray, agent: int) -> np.ndarray:
+        """``(F, 2H, 2W)`` float32: inside every other car's projected box (given every agent's
+        ``poses (A, F, 3)``), that car's nearness ``1 / max(d, 1 m)`` to ``agent`` (``d`` the
+        distance between the two cars), the nearest car winning; 0 elsewhere. The layout input
+        of a cache-conditioned model (:mod:`~shareverse_env.models.cache_input`)."""
+        poses = np.asarray(poses, dtype=np.float64)
+        out = np.zeros((poses.shape[1], 2 * self.view_hw[0], 2 * self.view_hw[1]), np.float32)
+        for other in range(len(poses)):
+            if other == agent:
+                continue
+            box = car_masks(self.rig, self.view_hw, poses[agent], poses[other][:, None])
+            gap = np.linalg.norm(poses[other, :, :2] - poses[agent, :, :2], axis=-1)
+            near = (1.0 / np.maximum(gap, 1.0)).astype(np.float32)[:, None, None]
+            out = np.maximum(out, np.where(box, near, np.float32(0)))
+        return out
+
     def composite(
         self,
         generated: np.ndarray,

@@ -388,3 +388,49 @@ def test_user_images_start_an_empty_cache_without_a_depth_model():
 def test_scene_cache_options_must_be_booleans(option):
     with pytest.raises(ValueError, match=f"'{option}' must be True or False"):
         make(backend_options={option: "yes"})
+
+
+def test_a_model_that_sees_the_cache_gets_its_renders_before_denoising():
+    from shareverse_env.models.cache_input import cache_in_channels
+    from shareverse_env.models.pipeline import ShareVersePipeline
+
+    base = ShareVersePipeline.from_config_name("tiny", seed=0)
+    channels = cache_in_channels(base.vae.config.latent_channels)
+    cached = ShareVersePipeline(
+        base.transformer.with_cache_input(channels),
+        base.vae,
+        base.scheduler,
+        base.view_hw,
+        rig=base.rig,
+        num_inference_steps=base.num_inference_steps,
+    )
+    with pytest.raises(ValueError, match="'scene_cache' is False.*cache_in_channels=7"):
+        shareverse_env.parallel_env(
+            backend="shareverse",
+            model=cached,
+            backend_options={"scene_cache": False, "depth_model": False},
+        )
+
+    def rollout(model, seed=0):
+        env = shareverse_env.parallel_env(
+            backend="shareverse", model=model, max_cycles=2, backend_options={"depth_model": False}
+        )
+        env.reset(seed=seed)
+        _, _, _, _, infos = env.step({a: np.array([8.0, 0.0, 0.0]) for a in env.agents})
+        return env, infos["agent_0"]["frames"]
+
+    # Zero-initialised cache weights: exactly the frames of the model without the input.
+    env, frames = rollout(cached)
+    np.testing.assert_array_equal(frames, rollout(base)[1])
+    assert env.unwrapped.backend.model_sees_cache
+    seen = []
+    original = cached.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("cache_states"))
+        return original(*args, **kwargs)
+
+    cached.transformer.forward = spy
+    rollout(cached)
+    assert seen and all(s is not None and s.shape[3] == channels for s in seen)
+    assert all(float(s[:, :, :, -3].mean()) > 0.2 for s in seen)  # the cache covers cells
