@@ -404,7 +404,7 @@ def test_a_model_that_sees_the_cache_gets_its_renders_before_denoising():
         rig=base.rig,
         num_inference_steps=base.num_inference_steps,
     )
-    with pytest.raises(ValueError, match="'scene_cache' is False.*cache_in_channels=7"):
+    with pytest.raises(ValueError, match=r"'scene_cache' is False.*cache_in_channels=7"):
         shareverse_env.parallel_env(
             backend="shareverse",
             model=cached,
