@@ -30,7 +30,7 @@ from .conditioning import (
 )
 from .configs import build_scheduler, build_transformer, build_vae, get_spec
 from .transformer import MemoryContext, ShareVerseTransformer
-from .vae import decode_chunk, encode_images, encode_video
+from .vae import decode_chunk, encode_images
 
 SPATIAL_FACTOR = 8
 
@@ -250,20 +250,6 @@ class ShareVersePipeline:
         return torch.cat(out)
 
     @torch.no_grad()
-    def encode_video(self, clips: np.ndarray) -> torch.Tensor:
-        """uint8 tiled clips ``(B, 29, 2H, 2W, 3)`` → scaled chunk latents ``(B, 8, C, h, w)``,
-        each clip encoded causally as one video (as the training latents are)."""
-        clips = self._check_frames("clips", clips)
-        if clips.ndim != 5:
-            raise ValueError(f"clips must be (batch, frames, H, W, 3); got {clips.shape}")
-        out = []
-        for clip in clips:
-            x = torch.from_numpy(clip).to(self.device).permute(3, 0, 1, 2)[None]
-            x = x.to(self.vae.dtype) / 127.5 - 1.0
-            out.append(encode_video(self.vae, x)[0].permute(1, 0, 2, 3) * self.scaling_factor)
-        return torch.stack(out)
-
-    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """Scaled chunk latents ``(B, F_lat, C, h, w)`` → uint8 frames ``(B, 1 + 4(F_lat-1), 2H, 2W, 3)``."""
         video = decode_chunk(self.vae, latents.permute(0, 2, 1, 3, 4) / self.scaling_factor)
@@ -446,7 +432,7 @@ class ShareVersePipeline:
         chunk_rays, memory_rays = self.chunk_raymaps(checked.poses, checked.memory_poses)
         cache = None
         if checked.cache is not None:
-            cache = cache_states(checked.cache, self.encode_video)[None].to(device, dtype)
+            cache = cache_states(checked.cache, self.encode_frames)[None].to(device, dtype)
         return _EncodedWorld(
             pad_image_latents(cond, CHUNK_LATENT_FRAMES), chunk_rays[None], memory_rays, cache
         )

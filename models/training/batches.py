@@ -49,6 +49,9 @@ class ChunkExample:
     # step's thread); otherwise the step computes them from the poses.
     raymaps: torch.Tensor | None = None  # (A, 8, 24, h, w)
     memory_raymaps: torch.Tensor | None = None  # (A, 4, 24, h, w)
+    # The scene cache rendered into the chunk (models/cache_input.py), scaled, for a model
+    # with a cache input; built by the trainer's loader or read from a cache-input store.
+    cache_states: torch.Tensor | None = None  # (A, 8, cache_in_channels, h, w)
 
 
 def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:

@@ -11,6 +11,13 @@ With a latent cache (the frozen VAE's encodings, computed once; build it after t
 
     shareverse-train encode --data data/town --init runs/small --out data/town_latents
     shareverse-train depth --data data/town --out runs/depth --steps 4000  # monocular DepthNet
+
+The cache-conditioned fine-tune (a scene-cache input added to a trained model):
+
+    shareverse-train encode-cache --data data/town --init runs/small --out data/town_cache
+    shareverse-train --data data/town --out runs/cache --stage stage2 --steps 4000 \
+        --init runs/small/pipeline --cache-input --latents data/town_latents \
+        --cache-inputs data/town_cache --max-minutes 60
     shareverse-train --data data/town --out runs/small --stage stage1 --steps 20000 --latents data/town_latents
 
 Rerunning the same command resumes from the stage's last checkpoint (model, optimiser, EMA and
@@ -27,7 +34,7 @@ from pathlib import Path
 import torch
 
 from .config import PARALLEL, STAGES, VAE_STAGES, TrainConfig
-from .trainer import Trainer, finish_distributed, open_run_pipeline
+from .trainer import Trainer, finish_distributed, open_run_pipeline, with_cache_input
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,8 +91,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "stage 1/2 read chunk and memory latents instead of encoding them, and draw chunk starts "
         "on the cache's grid; the vae stage ignores it",
     )
+    parser.add_argument(
+        "--cache-input",
+        action="store_true",
+        help="give the model a scene-cache input (zero-initialised new weights) before training, "
+        "if it has none: the cache-conditioned fine-tune of docs/training.md",
+    )
+    parser.add_argument(
+        "--cache-inputs",
+        type=Path,
+        default=None,
+        help="cache-input store (shareverse-train encode-cache) for a model with a cache input; "
+        "without it those inputs are rendered from the dataset's depth every step",
+    )
+    parser.add_argument(
+        "--cache-drop", type=float, default=0.15, help="share of examples without cache input"
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
+
+
+def parse_encode_cache_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="shareverse-train encode-cache",
+        description="Render the scene cache into every chunk of a dataset and encode it with a "
+        "model's VAE: the inputs of a cache-conditioned model (resumable).",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder, with depth")
+    parser.add_argument("--init", required=True, help="whose VAE: a run, pipeline folder or name")
+    parser.add_argument("--out", type=Path, required=True, help="cache-input folder")
+    parser.add_argument("--start-stride", type=int, default=4)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--seed", type=int, default=0, help="seeds each chunk's depth noise")
+    parser.add_argument("--depth-noise", type=float, default=0.10, help="largest noise level")
+    parser.add_argument("--memory-source", choices=["all", "others", "own"], default="all")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def encode_cache_main(argv: list[str] | None = None) -> None:
+    """``shareverse-train encode-cache``: build or complete a cache-input store."""
+    from shareverse_env.files import FolderBusyError
+
+    from ..loading import is_pipeline_folder, load_model
+    from .cache_data import CacheNoise
+    from .cache_inputs import build_cache_inputs
+
+    args = parse_encode_cache_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_pipeline = Path(args.init) / "pipeline"
+    pipe = load_model(str(run_pipeline if is_pipeline_folder(run_pipeline) else args.init))
+    try:
+        report = build_cache_inputs(
+            args.data,
+            pipe,
+            args.out,
+            split=args.split,
+            start_stride=args.start_stride,
+            noise=CacheNoise(max_level=args.depth_noise),
+            seed=args.seed,
+            memory_source=args.memory_source,
+            progress=not args.no_progress,
+        )
+    except (ValueError, FolderBusyError) as err:
+        raise SystemExit(str(err)) from err
+    print(
+        f"cache inputs {args.out}: encoded {len(report.encoded)} sequences, "
+        f"{len(report.skipped)} already there, {report.seconds:.1f} s"
+    )
 
 
 def parse_encode_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -176,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "encode":
         encode_main(argv[1:])
         return
+    if argv and argv[0] == "encode-cache":
+        encode_cache_main(argv[1:])
+        return
     if argv and argv[0] == "depth":
         from .depth import depth_main
 
@@ -184,10 +262,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from shareverse_env.data import SequenceDataset
 
-    data = SequenceDataset(args.data, args.split, frames_only=True)
+    pipe = open_run_pipeline(args.out, args.init)
+    if args.cache_input:
+        pipe = with_cache_input(pipe)
+    # A cache input rendered every step needs the dataset's depth.
+    renders_cache = bool(pipe.transformer.config.cache_in_channels) and args.cache_inputs is None
+    data = SequenceDataset(args.data, args.split, frames_only=not renders_cache)
     if len(data) == 0:
         raise SystemExit(f"no complete sequences in {args.data}/{args.split}")
-    pipe = open_run_pipeline(args.out, args.init)
     view_hw = tuple(data[0].frames.shape[-3:-1])
     if view_hw != pipe.frame_shape[:2]:
         raise SystemExit(
@@ -213,12 +295,21 @@ def main(argv: list[str] | None = None) -> None:
         max_minutes=args.max_minutes,
         memory_source=args.memory_source,
         vae_gradient_weight=args.vae_gradient_weight,
+        cache_drop=args.cache_drop,
     )
     latents = args.latents
     if latents is not None and args.stage in VAE_STAGES:
         print(f"--latents is ignored by the {args.stage} stage (it trains the VAE itself)")
         latents = None
-    trainer = Trainer(pipe, data, args.out, config, progress=not args.no_progress, latents=latents)
+    trainer = Trainer(
+        pipe,
+        data,
+        args.out,
+        config,
+        progress=not args.no_progress,
+        latents=latents,
+        cache_inputs=args.cache_inputs,
+    )
     row = trainer.run()
     if args.stage == "vae" and (trainer.rank == 0 or trainer.sharded):
         # With FSDP every rank calibrates (the same clips on every rank) and joins the save.

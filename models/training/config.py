@@ -60,6 +60,11 @@ class TrainConfig:
     # lets the decoder answer uncertainty with blur; this term asks edges to be as strong as
     # in the truth.
     vae_gradient_weight: float = 0.0
+    # A model with a scene-cache input (cache_in_channels > 0): the share of examples whose
+    # whole cache input is dropped, and the largest depth-noise level of the cache's buffers
+    # (models/training/cache_data.py).
+    cache_drop: float = 0.15
+    cache_depth_noise: float = 0.10
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -82,6 +87,10 @@ class TrainConfig:
             raise ValueError(f"vae_clip_frames must be 1 + 4k; got {self.vae_clip_frames}")
         if not self.vae_gradient_weight >= 0:
             raise ValueError(f"vae_gradient_weight must be >= 0; got {self.vae_gradient_weight}")
+        if not 0 <= self.cache_drop <= 1:
+            raise ValueError(f"cache_drop must be in [0, 1]; got {self.cache_drop}")
+        if not 0 <= self.cache_depth_noise < 1:
+            raise ValueError(f"cache_depth_noise must be in [0, 1); got {self.cache_depth_noise}")
         if self.memory_source not in ("all", "others", "own"):
             raise ValueError(
                 f"memory_source must be all, others or own; got {self.memory_source!r}"

@@ -13,6 +13,7 @@ from ..conditioning import ChunkConditioning, pad_image_latents
 from ..pipeline import ShareVersePipeline
 from ..vae import decode_chunk, encode_images, encode_moments, encode_video
 from .batches import ChunkExample, to_video_tensor
+from .cache_data import drop_cache
 from .config import TrainConfig
 
 
@@ -74,12 +75,18 @@ def encode_chunks(
             mem = encode_images(pipe.vae, mem_images)[:, :, 0] * scale
             memory.append(mem.unflatten(0, (agents, -1)))
             memory_rays.append(mr)
+    cache = None
+    if examples[0].cache_states is not None:
+        # Drawn last, so that runs without a cache input draw exactly what they drew before.
+        cache = torch.stack([e.cache_states for e in examples]).to(device, dtype)
+        cache = drop_cache(cache, config.cache_drop, generator)
     return {
         "latents": latents,
         "image_latents": image_latents,
         "raymaps": torch.stack(rays),
         "memory": torch.stack(memory) if memory else None,
         "memory_raymaps": torch.stack(memory_rays) if memory_rays else None,
+        "cache_states": cache,
     }
 
 
@@ -115,6 +122,7 @@ def diffusion_loss(
         raymaps=encoded["raymaps"],
         memory_latents=encoded["memory"],
         memory_raymaps=encoded["memory_raymaps"],
+        cache_states=encoded.get("cache_states"),
     )
     pred = transformer(timestep=t, **conditioning.transformer_inputs(noisy)).sample
     return F.mse_loss(pred.float(), target.float())

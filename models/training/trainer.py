@@ -14,6 +14,7 @@ import copy
 import csv
 import gc
 import json
+import math
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,11 +27,14 @@ import torch
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from ..cache_input import cache_states
 from ..loading import load_pipeline, save_pipeline
 from ..pipeline import ShareVersePipeline
 from ..vae import ENCODER_SIDE
 from . import fsdp
-from .batches import SequenceSource, draw_chunk, draw_vae_clips, step_rng
+from .batches import ChunkExample, SequenceSource, draw_chunk, draw_vae_clips, step_rng
+from .cache_data import CacheNoise, chunk_cache_guide
+from .cache_inputs import CacheInputStore
 from .config import VAE_STAGES, TrainConfig
 from .io import load_checkpoint, save_checkpoint
 from .latent_cache import LatentCache
@@ -106,6 +110,10 @@ class Trainer:
     memory latents instead of encoding them, and draw chunk starts on the cache's grid. The
     VAE stage ignores it.
 
+    ``cache_inputs``: a cache-input store (:mod:`.cache_inputs`) for a model with a scene-cache
+    input; without one, such a model's inputs are rendered from ``data``'s depth on the loader
+    thread (:mod:`.cache_data`).
+
     ``config.parallel``: with several processes (torchrun), ``"ddp"`` replicates the trained
     module (DistributedDataParallel), ``"fsdp"`` shards it (:mod:`.fsdp`); one process ignores it.
     """
@@ -118,6 +126,7 @@ class Trainer:
         config: TrainConfig,
         progress: bool = True,
         latents: str | Path | LatentCache | None = None,
+        cache_inputs: str | Path | CacheInputStore | None = None,
     ) -> None:
         config.validate()
         self.config = config
@@ -134,7 +143,19 @@ class Trainer:
         if latents is not None and not self.trains_vae:
             self.latents = latents if isinstance(latents, LatentCache) else LatentCache(latents)
             self.latents.check(self.pipe, data)
+        self.sees_cache = not self.trains_vae and bool(
+            self.pipe.transformer.config.cache_in_channels
+        )
+        self.cache_inputs: CacheInputStore | None = None
+        if cache_inputs is not None and self.sees_cache:
+            store = cache_inputs
+            self.cache_inputs = (
+                store if isinstance(store, CacheInputStore) else CacheInputStore(store)
+            )
+            self.cache_inputs.check(self.pipe, data)
         self.start_stride = config.start_stride or (self.latents.stride if self.latents else 1)
+        if self.cache_inputs is not None:
+            self.start_stride = math.lcm(self.start_stride, self.cache_inputs.stride)
         if self.latents is not None and self.start_stride % self.latents.stride:
             raise ValueError(
                 f"start_stride {self.start_stride} is not a multiple of the latent cache's "
@@ -288,9 +309,40 @@ class Trainer:
             draw(self.data, rng, with_memory, cfg.min_history, cfg.memory_source, self.start_stride)
             for _ in range(cfg.batch_size)
         ]
-        for e in examples:  # here, so that the prefetch thread does it during the last step
+        for k, e in enumerate(examples):  # here: the prefetch thread does it during the last step
             e.raymaps, e.memory_raymaps = self.pipe.packed_raymaps(e.poses, e.memory_poses)
+            if self.sees_cache:
+                e.cache_states = self._cache_states(
+                    e, np.random.default_rng([cfg.seed, step, self.rank, k])
+                )
         return seed, examples
+
+    def _cache_states(self, example: ChunkExample, rng: np.random.Generator) -> torch.Tensor:
+        """The scene-cache input ``(A, 8, Cc, h, w)`` of a drawn chunk (CPU, float32): read
+        from the cache-input store, or rendered from the sequence's exact depth and encoded."""
+        if self.cache_inputs is not None:
+            return self.cache_inputs.states(self.data.ids[example.sequence], example.start)
+        seq = self.data[example.sequence]
+        if getattr(seq, "depth", None) is None:
+            raise ValueError(
+                "this model has a scene-cache input: training it needs the dataset's depth "
+                "(a SequenceDataset with frames_only=False) or a cache-input store "
+                "(shareverse-train encode-cache)"
+            )
+        noise = CacheNoise(max_level=self.config.cache_depth_noise)
+        guide = chunk_cache_guide(
+            seq.frames,
+            seq.depth,
+            seq.poses,
+            example.start,
+            self.pipe.rig,
+            self.pipe.view_hw,
+            rng,
+            noise,
+            self.config.memory_source,
+        )
+        with torch.no_grad():
+            return cache_states(guide, self.pipe.encode_frames).float().cpu()
 
     def _batch(self, step: int) -> tuple[int, Any]:
         pending = self._pending.pop(step, None)
@@ -473,3 +525,28 @@ def open_run_pipeline(run_dir: Path, init: str | None, **load: Any) -> ShareVers
     if init.startswith("cogvideox:"):
         return from_cogvideox(init.split(":", 1)[1], **load)
     return load_model(init)
+
+
+def with_cache_input(pipe: ShareVersePipeline) -> ShareVersePipeline:
+    """``pipe`` with a scene-cache input (``cache_in_channels`` = latent channels + 3) whose
+    new weights start at zero; ``pipe`` itself when it already has one.
+
+    Example:
+        >>> from shareverse_env.models.loading import load_model
+        >>> with_cache_input(load_model("tiny")).transformer.config.cache_in_channels
+        7
+    """
+    from ..cache_input import cache_in_channels
+
+    if pipe.transformer.config.cache_in_channels:
+        return pipe
+    channels = cache_in_channels(pipe.vae.config.latent_channels)
+    return ShareVersePipeline(
+        pipe.transformer.with_cache_input(channels),
+        pipe.vae,
+        pipe.scheduler,
+        pipe.view_hw,
+        rig=pipe.rig,
+        num_inference_steps=pipe.num_inference_steps,
+        guidance_scale=pipe.guidance_scale,
+    )

@@ -69,7 +69,7 @@ def test_pool_min_counts_a_cell_only_when_every_pixel_of_every_frame_is_covered(
 def test_cache_states_zero_the_render_where_the_mask_is_zero():
     pipe = ShareVersePipeline.from_config_name("tiny", seed=0)
     g = guide(agents=1)
-    states = cache_states(g, pipe.encode_video)
+    states = cache_states(g, pipe.encode_frames)
     c = pipe.vae.config.latent_channels
     assert states.shape == (1, 8, c + 3, 8, 12)
     mask = states[:, :, c]

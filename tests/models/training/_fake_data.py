@@ -11,6 +11,7 @@ import numpy as np
 class FakeSequence:
     frames: np.ndarray
     poses: np.ndarray
+    depth: np.ndarray | None = None  # (A, F, 2H, 2W): sky above the horizon, 6 m below
 
 
 class FakeData:
@@ -23,7 +24,11 @@ class FakeData:
             poses = np.zeros((agents, frames, 3))
             poses[:, :, 0] = np.arange(frames)[None] * 0.5
             poses[:, :, 1] = np.arange(agents)[:, None] * 4.0
-            self.items.append(FakeSequence(((base + drift) % 255).astype(np.uint8), poses))
+            depth = np.full((agents, frames, *hw), np.inf, np.float32)
+            depth[:, :, hw[0] // 4 : hw[0] // 2] = 6.0  # lower half of the top row of views
+            depth[:, :, 3 * hw[0] // 4 :] = 6.0  # and of the bottom row
+            frames_u8 = ((base + drift) % 255).astype(np.uint8)
+            self.items.append(FakeSequence(frames_u8, poses, depth))
 
     def __len__(self) -> int:
         return len(self.items)

@@ -130,3 +130,58 @@ def test_parallel_flag() -> None:
     assert parse_args([*base, "--parallel", "fsdp"]).parallel == "fsdp"
     with pytest.raises(SystemExit):
         parse_args([*base, "--parallel", "zero3"])
+
+
+def test_cache_fine_tune_from_a_store_then_the_env_runs_it(dataset: Path, tmp_path: Path) -> None:
+    from shareverse_env.models.training.cache_data import CacheNoise
+    from shareverse_env.models.training.cache_inputs import CacheInputStore, sequence_cache_states
+
+    from shareverse_env.data.reader import SequenceDataset
+
+    base = tmp_path / "base"
+    load_model("tiny").save_pretrained(base)
+    store = tmp_path / "cache_inputs"
+    encode = ["encode-cache", "--data", str(dataset), "--init", str(base), "--out", str(store)]
+    train_main([*encode, "--no-progress"])
+    # Exactly the inputs rendered on the fly for the same seed (float16 storage).
+    data = SequenceDataset(dataset, "train", frames_only=False)
+    seq = data[0]
+    starts = range(0, seq.frames.shape[1] - 28, 4)
+    direct = sequence_cache_states(
+        load_model("tiny"), seq.frames, seq.depth, seq.poses, starts, 0, 0, CacheNoise()
+    )
+    reader = CacheInputStore(store)
+    for k, start in enumerate(starts):
+        torch.testing.assert_close(
+            reader.states(data.ids[0], start), direct[:, k], atol=2e-2, rtol=1e-2
+        )
+    train_main([*encode, "--no-progress"])  # resumes: nothing left to do
+    with pytest.raises(SystemExit, match="noise"):
+        train_main([*encode, "--no-progress", "--depth-noise", "0.05"])
+
+    run = tmp_path / "run"
+    common = ["--data", str(dataset), "--out", str(run), "--no-progress", "--steps", "2"]
+    train_main(
+        [
+            *common,
+            "--stage",
+            "stage2",
+            "--init",
+            str(base),
+            "--cache-input",
+            "--cache-inputs",
+            str(store),
+        ]
+    )
+    exported = load_pipeline(run / "pipeline")
+    assert exported.transformer.config.cache_in_channels == 7
+    assert exported.transformer.cache_embed.weight.abs().sum() > 0
+    env = shareverse_env.parallel_env(
+        backend="shareverse",
+        model=str(run / "pipeline"),
+        max_cycles=1,
+        backend_options={"depth_model": False},
+    )
+    env.reset(seed=0)
+    obs, *_ = env.step({a: np.array([8.0, 0.0, 0.0], np.float32) for a in env.agents})
+    assert all(o.shape == (64, 96, 3) for o in obs.values())

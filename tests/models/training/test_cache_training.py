@@ -1,0 +1,123 @@
+"""Training a model with a scene-cache input: the same input as the sampler, seeded noise and
+drop, a falling loss, exact resume, and the pre-encoded store."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _fake_data import FakeData
+from shareverse_env.models.training import TrainConfig, Trainer
+from shareverse_env.models.training.cache_data import (
+    CacheNoise,
+    chunk_cache_guide,
+    drop_cache,
+    perturb_depth,
+)
+from shareverse_env.models.training.objective import diffusion_loss, encode_chunks
+from shareverse_env.models.training.trainer import open_run_pipeline, with_cache_input
+
+
+def make_trainer(run: Path, steps: int, stage: str = "stage2", **kwargs) -> Trainer:
+    pipe = with_cache_input(open_run_pipeline(run, "tiny"))
+    cfg = TrainConfig(stage=stage, steps=steps, lr=3e-3, warmup_steps=0, **kwargs)
+    return Trainer(pipe, FakeData(), run, cfg, progress=False)
+
+
+def test_trainer_and_sampler_give_the_transformer_the_same_cache_input(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path / "run", 1, cache_drop=0.0)
+    pipe = trainer.pipe
+    _, (example,) = trainer._draw(0)
+    seq = trainer.data[example.sequence]
+    guide = chunk_cache_guide(
+        seq.frames,
+        seq.depth,
+        seq.poses,
+        example.start,
+        pipe.rig,
+        pipe.view_hw,
+        np.random.default_rng([trainer.config.seed, 0, 0, 0]),
+    )
+    seen = []
+    forward = pipe.transformer.forward
+    signature = inspect.signature(forward)
+
+    def record(*args, **kwargs):
+        seen.append(signature.bind(*args, **kwargs).arguments["cache_states"].clone())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.transformer, "forward", record)
+    with torch.no_grad():
+        pipe(
+            seq.frames[:, example.start],
+            example.poses,
+            generator=torch.Generator(),
+            num_inference_steps=1,
+            progress=False,
+            encode_for_memory=False,
+            cache=guide,
+        )
+        encoded = encode_chunks(pipe, [example], trainer.config, torch.Generator().manual_seed(0))
+        diffusion_loss(pipe, pipe.transformer, encoded, torch.Generator().manual_seed(0))
+    sampled, trained = seen
+    assert torch.equal(sampled, trained)
+    c = pipe.vae.config.latent_channels
+    assert 0.2 < float(sampled[:, :, 1:, c].mean()) < 1.0  # the cache covers part of the chunk
+
+
+def test_depth_noise_and_cache_drop_are_seeded(tmp_path):
+    trainer = make_trainer(tmp_path / "run", 1, batch_size=2)
+    (_, a), (_, b), (_, other) = trainer._draw(3), trainer._draw(3), trainer._draw(4)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x.cache_states, y.cache_states)
+    assert not torch.equal(a[0].cache_states, other[0].cache_states)
+    depth = np.full((8, 12), 10.0, np.float32)
+    depth[0] = np.inf
+    one = perturb_depth(depth, 0.1, np.random.default_rng(5))
+    assert np.array_equal(one, perturb_depth(depth, 0.1, np.random.default_rng(5)))
+    assert np.isinf(one[0]).all() and not np.array_equal(one[1:], depth[1:])
+    assert np.array_equal(perturb_depth(depth, 0.0, np.random.default_rng(5)), depth)
+    states = torch.ones(400, 3)
+    dropped = drop_cache(states, 0.15, torch.Generator().manual_seed(1))
+    assert torch.equal(dropped, drop_cache(states, 0.15, torch.Generator().manual_seed(1)))
+    share = float((dropped.sum(1) == 0).float().mean())
+    assert 0.1 < share < 0.2 and set(dropped.unique().tolist()) == {0.0, 1.0}
+    with pytest.raises(ValueError, match="cache drop"):
+        CacheNoise(drop=1.5).validate()
+
+
+def test_a_few_steps_lower_the_loss_and_move_the_cache_weights(tmp_path):
+    trainer = make_trainer(tmp_path / "run", 12, cache_drop=0.0)
+    assert not trainer.pipe.transformer.cache_embed.weight.any()
+    with torch.no_grad():
+        before = float(trainer.loss_at(0)[0])
+    trainer.run()
+    with torch.no_grad():
+        after = float(trainer.loss_at(0)[0])
+    assert after < 0.75 * before, (before, after)
+    assert trainer.module.cache_embed.weight.abs().sum() > 0
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    straight = make_trainer(tmp_path / "a", 4)
+    straight.run()
+    first = make_trainer(tmp_path / "b", 2)
+    first.run()
+    resumed = make_trainer(tmp_path / "b", 4)
+    assert resumed.step == 2 and resumed.pipe.transformer.config.cache_in_channels == 7
+    resumed.run()
+    for (name, a), (_, b) in zip(
+        straight.module.state_dict().items(), resumed.module.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_a_training_sequence_without_depth_is_refused(tmp_path):
+    trainer = make_trainer(tmp_path / "run", 1)
+    for item in trainer.data.items:
+        item.depth = None
+    with pytest.raises(ValueError, match="needs the dataset's depth"):
+        trainer._draw(0)
