@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: the shipped weights)",
     )
     parser.add_argument(
+        "--cache-model",
+        default=None,
+        help="a pipeline with a scene-cache input, for the cache_conditioned variant",
+    )
+    parser.add_argument(
         "--steps", type=int, default=None, help="sampler steps (default: the model's own)"
     )
     parser.add_argument("--sequences", type=int, default=None, help="first N sequences (all)")
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             num_inference_steps=args.steps,
             probes=args.probes,
+            cache_model=args.cache_model,
         )
         result.config["seconds"] = round(time.perf_counter() - start, 1)
         command = "python " + shlex.join(["scripts/evaluate_quality.py", *sys.argv[1:]])

@@ -553,6 +553,7 @@ def evaluate_quality(
     num_inference_steps: int | None = None,
     probes: Sequence[str] = PROBES,
     renderer_for: Callable[[SequenceData], Renderer] | None = None,
+    cache_model: str | os.PathLike | ShareVersePipeline | None = None,
 ) -> QualityResult:
     """Score every variant on the first ``sequences`` sequences of ``split``.
 
@@ -575,6 +576,8 @@ def evaluate_quality(
         renderer_for: the exact renderer of a sequence's town, for the true chunks under the
             probes' plans (default: rebuilt from the sequence's ``town_seed``/``town_blocks``
             metadata, :func:`~shareverse_env.data.synthesis.sequence_renderer`).
+        cache_model: the pipeline of the ``cache_conditioned`` variant (a model with a
+            scene-cache input); needed by that variant only.
 
     Raises:
         ValueError: unknown variants or probes, an empty split, sequences too short for one
@@ -592,7 +595,12 @@ def evaluate_quality(
     if len(dataset) == 0:
         raise ValueError(f"{data_root}: split {split!r} has no complete sequences")
     count = len(dataset) if sequences is None else min(int(sequences), len(dataset))
-    pipelines = build_pipelines(model, variants, seed=seed)
+    pipelines = build_pipelines(
+        model,
+        variants,
+        seed=seed,
+        cache_model=str(cache_model) if isinstance(cache_model, os.PathLike) else cache_model,
+    )
     rig = dataset_rig(dataset)
     for name, pipe in pipelines.items():
         view_hw = tuple((dataset.info or {}).get("view_hw", pipe.view_hw))

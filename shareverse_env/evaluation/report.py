@@ -318,6 +318,14 @@ def conclusions(result: QualityResult) -> list[str]:
                 sentence = _sentence(result, "trained_cache", other, both)
                 verdict = _overall(result, "trained_cache", other, both)
                 lines.append(f"- **(e) trained_cache vs {other}**: {verdict}. {sentence}.")
+    if "cache_conditioned" in have:
+        label = "(a) cache_conditioned beats the best floor on each metric"
+        lines.append(f"- **{label}**: {beats_best_floor(result, 'cache_conditioned', both)}")
+        for other in ("trained_cache", "cache_only"):
+            if other in have:
+                sentence = _sentence(result, "cache_conditioned", other, both)
+                verdict = _overall(result, "cache_conditioned", other, both)
+                lines.append(f"- **(f) cache_conditioned vs {other}**: {verdict}. {sentence}.")
     questions = (
         ("(a) trained beats the untrained model", "untrained", both),
         ("(b) memory helps (trained vs no_memory)", "no_memory", both),

@@ -9,6 +9,9 @@ ShareVerseBackend`, chunk by chunk, each conditioned on its own last frame:
   is valid, the model's frame elsewhere and on other cars;
 - ``trained_cache_first`` (an ablation, only when asked for): the same with no depth network,
   so only the exact first frames are ever in the cache (generated content is never archived);
+- ``cache_conditioned`` (only when asked for, with a second model): a model with a scene-cache
+  input (``cache_in_channels > 0``, :mod:`shareverse_env.models.cache_input`) that sees the
+  cache's render while it denoises, with the same cache and composite as ``trained_cache``;
 - ``no_memory``: the same weights, generated without memory (``memory_source="none"``);
 - ``no_cross_agent``: a copy of the trained pipeline whose cross-agent output projections are
   zero, so every cross-agent block is the identity (exactly its state at initialisation);
@@ -129,6 +132,12 @@ VARIANTS: dict[str, Variant] = {
             depth_model=False,
             default=False,
         ),
+        Variant(
+            "cache_conditioned",
+            "cache-conditioned model (sees the scene cache) + scene cache, composited",
+            scene_cache=True,
+            default=False,
+        ),
         Variant("no_memory", "trained model, no memory retrieval", memory_source="none"),
         Variant("no_cross_agent", "trained model, cross-agent projections zeroed"),
         Variant("untrained", "random weights, same configuration"),
@@ -231,13 +240,17 @@ def random_like(pipe: ShareVersePipeline, seed: int = 0) -> ShareVersePipeline:
 
 
 def build_pipelines(
-    model: str | ShareVersePipeline, names: list[str], seed: int = 0
+    model: str | ShareVersePipeline,
+    names: list[str],
+    seed: int = 0,
+    cache_model: str | ShareVersePipeline | None = None,
 ) -> dict[str, ShareVersePipeline]:
     """The pipeline each model variant in ``names`` runs (baselines get none).
 
     ``trained``, ``trained_cache``, ``no_memory``, ``teacher_forced``, ``autoencoder`` and
     ``repeat_autoencoded`` share one object;
-    ``no_cross_agent`` and ``untrained`` are built only when asked for.
+    ``no_cross_agent`` and ``untrained`` are built only when asked for;
+    ``cache_conditioned`` runs ``cache_model``, which must have a scene-cache input.
     """
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
@@ -260,6 +273,17 @@ def build_pipelines(
             out[name] = trained
         elif name == "no_cross_agent":
             out[name] = zero_cross_agent(trained)
+        elif name == "cache_conditioned":
+            if cache_model is None:
+                raise ValueError(
+                    "variant 'cache_conditioned' needs cache_model (a pipeline with a scene-cache "
+                    "input, e.g. a run of shareverse-train --cache-input)"
+                )
+            out[name] = load_model(cache_model, seed=seed)
+            if not out[name].transformer.config.cache_in_channels:
+                raise ValueError(
+                    f"cache_model {cache_model} has no scene-cache input (cache_in_channels=0)"
+                )
         elif name == "untrained":
             # Offset the seed: with a config name as ``model`` the "trained" weights are random
             # too, and must not be the very same draw.

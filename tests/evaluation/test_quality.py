@@ -465,3 +465,28 @@ def test_probes_leave_the_episode_as_it_was(tiny_dataset, pipe) -> None:
         tiny_dataset[0], "val", model=pipe, variants=["trained"], progress=False, probes=()
     )
     assert np.array_equal(with_probes.samples["generated"], without.samples["generated"])
+
+
+def test_cache_conditioned_variant_runs_the_second_model(tiny_dataset, pipe) -> None:
+    from shareverse_env.models.training.trainer import with_cache_input
+
+    with pytest.raises(ValueError, match="needs cache_model"):
+        build_pipelines(pipe, ["cache_conditioned"])
+    with pytest.raises(ValueError, match="no scene-cache input"):
+        build_pipelines(pipe, ["cache_conditioned"], cache_model=pipe)
+    cached = with_cache_input(pipe)
+    root, _ = tiny_dataset
+    result = evaluate_quality(
+        root,
+        "val",
+        model=pipe,
+        variants=["trained_cache", "cache_conditioned"],
+        num_chunks=1,
+        sequences=1,
+        progress=False,
+        probes=(),
+        cache_model=cached,
+    )
+    rows = {r.variant: r for r in result.rows}
+    # Zero-initialised cache weights: the same frames as the shipped-style model with the cache.
+    assert rows["cache_conditioned"].psnr == rows["trained_cache"].psnr
