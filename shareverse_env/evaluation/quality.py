@@ -60,6 +60,7 @@ from .consistency import cross_agent_difference
 from .floors import BLUR_SIGMAS, blur_sigma, blur_views, mean_colour_views
 from .metrics import PSNR_CAP_DB, detail_ratio_tiled, psnr, ssim_tiled
 from .overlap import correspondences
+from .regions import first_frame_regions, seam_ratio
 from .variants import FLOORS, VARIANTS, Variant, build_pipelines
 
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.default)
@@ -67,6 +68,9 @@ DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.de
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail")
 """The scores of every :class:`ChunkScore`."""
+
+REGION_METRICS: tuple[str, ...] = ("psnr_holes", "psnr_cars", "seam", "hole_fraction")
+"""Scores over the pixels that must be generated (:mod:`.regions`)."""
 
 QUALITY_METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap")
 """The metrics on which higher is better, where the best floor is the one to beat."""
@@ -92,6 +96,12 @@ class ChunkScore:
     pixels and their projections in the other agent's frames of the same variant,
     ``xagent_agree`` the share within :data:`~.consistency.AGREE_TOLERANCE`; ``true_`` the same
     between the true frames (the renderer's own view-dependent floor).
+
+    Where the chunk must be generated (:mod:`.regions`, the same pixels for every variant):
+    ``psnr_holes`` over the pixels the episode's exact first frames do not cover in the scene
+    cache, plus the other cars; ``psnr_cars`` over the other cars' projected boxes; ``seam`` the
+    fine detail along the holes' edge, generated over true (1: no seam); ``hole_fraction`` the
+    share of pixels in the holes. ``nan`` where a region is empty or in older results.
     """
 
     sequence: str
@@ -117,6 +127,10 @@ class ChunkScore:
     xagent_agree: float = math.nan
     true_xagent_diff: float = math.nan
     true_xagent_agree: float = math.nan
+    psnr_holes: float = math.nan
+    psnr_cars: float = math.nan
+    seam: float = math.nan
+    hole_fraction: float = math.nan
 
 
 @dataclass
@@ -185,7 +199,13 @@ class QualityResult:
             for k in range(self.num_chunks):
                 stats[f"psnr_chunk{k}"] = _nanmean(self.values(variant, "psnr", k))
                 stats[f"ssim_chunk{k}"] = _nanmean(self.values(variant, "ssim", k))
-            for name in ("xagent_diff", "xagent_agree", "true_xagent_diff", "true_xagent_agree"):
+            for name in (
+                "xagent_diff",
+                "xagent_agree",
+                "true_xagent_diff",
+                "true_xagent_agree",
+                *REGION_METRICS,
+            ):
                 stats[name] = _nanmean(self.values(variant, name))
             # What the generator adds to the truth's own disagreement.
             stats["xagent_excess"] = stats["xagent_diff"] - stats["true_xagent_diff"]
@@ -669,6 +689,9 @@ def evaluate_quality(
         true_xagent = [
             cross_agent_difference(truths[k][:, 1:], *chunk_match[k]) for k in range(chunks)
         ]
+        regions = first_frame_regions(
+            data.frames[:, 0], data.depth[:, 0], data.poses[:, 0], plans, rig
+        )
         probe_truths = _probe_truths(data, dataset.ids[i], plans, truths, probes, renderer_for)
         for name in variants:
             keep = sample_sequence == i and name == sample_variant
@@ -693,6 +716,15 @@ def evaluate_quality(
                     scores["xagent_agree"] = _nanmean(xagent[1][a])
                     scores["true_xagent_diff"] = _nanmean(true_xagent[k][0][a])
                     scores["true_xagent_agree"] = _nanmean(true_xagent[k][1][a])
+                    holes, cars = regions[k][0][a], regions[k][1][a]
+                    scores["psnr_holes"] = _nanmean(
+                        psnr(frames[a], truth[a], mask=holes, max_db=PSNR_CAP_DB)
+                    )
+                    scores["psnr_cars"] = _nanmean(
+                        psnr(frames[a], truth[a], mask=cars, max_db=PSNR_CAP_DB)
+                    )
+                    scores["seam"] = _nanmean(seam_ratio(frames[a], truth[a], holes))
+                    scores["hole_fraction"] = float(holes.mean())
                     own_psnr = scores["psnr"]
                     for probe, other in probed.items():
                         other_psnr = _nanmean(psnr(other[a], truth[a], max_db=PSNR_CAP_DB))

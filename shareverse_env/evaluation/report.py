@@ -134,6 +134,28 @@ def consistency_table(result: QualityResult) -> str:
     return "\n".join(lines)
 
 
+def regions_table(result: QualityResult) -> str:
+    """Markdown table of the scores where the chunk must be generated (:mod:`.regions`): PSNR
+    over the holes of the first frames' cache (with the other cars), over the other cars'
+    boxes, the seam ratio along the holes' edge and the holes' share of the pixels. Empty when
+    no row has them (results written before they existed)."""
+    summary = result.summary()
+    if all(math.isnan(s.get("psnr_holes", math.nan)) for s in summary.values()):
+        return ""
+    head = ["variant", "PSNR holes", "PSNR cars", "seam", "hole share"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, stats in summary.items():
+        cells = [
+            variant,
+            _fmt(stats["psnr_holes"], "{:.2f}"),
+            _fmt(stats["psnr_cars"], "{:.2f}"),
+            _fmt(stats["seam"], "{:.2f}"),
+            _fmt(stats["hole_fraction"], "{:.2f}"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _nanmean_rows(result: QualityResult, variant: str, key: str) -> float:
     v = result.values(variant, key)
     v = v[~np.isnan(v)]
@@ -376,6 +398,14 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
     steps_note = f" at {steps} sampler steps" if steps else ""
     actions = action_table(result)
     consistency = consistency_table(result)
+    regions = regions_table(result)
+    regions_note = (
+        "*Where the chunk must be generated* (the same pixels for every variant): *holes* = "
+        "the pixels that the episode's exact first frames, lifted into the scene cache, do not "
+        "cover in the chunk's cameras, plus the other cars' boxes; *cars* = those boxes alone; "
+        "*seam* = fine detail (luma gradient energy) in a one-pixel band along the holes' edge, "
+        "generated over true (1: no seam, above 1: a visible edge, below 1: blurred there)."
+    )
     consistency_note = (
         "*Cross-agent consistency*: for every pixel of one agent's frame that the other agent "
         "also sees (exact correspondences from the true depth and poses), the mean absolute "
@@ -409,6 +439,7 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
         "",
         *([actions, ""] if actions else []),
         *([consistency_note, "", consistency, ""] if consistency else []),
+        *([regions_note, "", regions, ""] if regions else []),
         "## Conclusions",
         "",
         "Computed from the numbers over paired chunks (same sequence, agent and chunk): a mean "

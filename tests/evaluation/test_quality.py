@@ -178,8 +178,8 @@ def test_every_model_variant_gets_the_same_noise(tiny_dataset, pipe, monkeypatch
     pipes = {}
     real_build = build_pipelines
 
-    def spy_build(model, wanted, seed=0):
-        pipes.update(real_build(model, wanted, seed))
+    def spy_build(model, wanted, seed=0, cache_model=None):
+        pipes.update(real_build(model, wanted, seed, cache_model))
         return pipes
 
     monkeypatch.setattr(ShareVerseBackend, "generate", fake_generate)
@@ -490,3 +490,25 @@ def test_cache_conditioned_variant_runs_the_second_model(tiny_dataset, pipe) -> 
     rows = {r.variant: r for r in result.rows}
     # Zero-initialised cache weights: the same frames as the shipped-style model with the cache.
     assert rows["cache_conditioned"].psnr == rows["trained_cache"].psnr
+
+
+def test_region_scores_are_the_masked_psnr_of_the_first_frames_holes(
+    tiny_dataset, run, stored
+) -> None:
+    from shareverse_env.evaluation.regions import first_frame_regions
+
+    rig = dataset_rig(SequenceDataset(tiny_dataset[0], "val"))
+    plans = [stored.poses[:, 28 * k : 28 * k + 29] for k in range(run.num_chunks)]
+    regions = first_frame_regions(
+        stored.frames[:, 0], stored.depth[:, 0], stored.poses[:, 0], plans, rig
+    )
+    row = next(r for r in run.rows if r.variant == "repeat" and r.chunk == 1 and r.agent == 0)
+    holes, cars = regions[1][0][0], regions[1][1][0]
+    assert 0 < row.hole_fraction == pytest.approx(float(holes.mean()))
+    assert cars.any() and (holes | ~cars).all()  # the cars are part of the holes
+    truth = stored.frames[0, 29:57]
+    first = np.repeat(stored.frames[0, :1], 28, axis=0)
+    expected = np.nanmean(psnr(first, truth, mask=holes, max_db=60.0))
+    assert row.psnr_holes == pytest.approx(expected)
+    summary = run.summary()
+    assert not math.isnan(summary["trained"]["seam"])
