@@ -393,17 +393,11 @@ def test_scene_cache_options_must_be_booleans(option):
 def test_a_model_that_sees_the_cache_gets_its_renders_before_denoising():
     from shareverse_env.models.cache_input import cache_in_channels
     from shareverse_env.models.pipeline import ShareVersePipeline
+    from shareverse_env.models.training.trainer import with_cache_input
 
     base = ShareVersePipeline.from_config_name("tiny", seed=0)
     channels = cache_in_channels(base.vae.config.latent_channels)
-    cached = ShareVersePipeline(
-        base.transformer.with_cache_input(channels),
-        base.vae,
-        base.scheduler,
-        base.view_hw,
-        rig=base.rig,
-        num_inference_steps=base.num_inference_steps,
-    )
+    cached = with_cache_input(base)
     with pytest.raises(ValueError, match=r"'scene_cache' is False.*cache_in_channels=7"):
         shareverse_env.parallel_env(
             backend="shareverse",

@@ -45,8 +45,9 @@ from .latent_cache import (
     BuildReport,
     _check_dataset,
     _check_vae,
-    _file_metadata,
     dataset_identity,
+    is_current,
+    prepare_build_folder,
     sequence_hash,
     vae_identity,
 )
@@ -132,31 +133,15 @@ def build_cache_inputs(
     if len(data) == 0:
         raise ValueError(f"no complete sequences in {Path(data_root) / split}")
     manifest = _manifest(pipe, data, start_stride, noise, seed, memory_source)
+    keys = ("start_stride", "noise", "seed", "memory_source", "channels", "latent_hw")
     with exclusive_writer(out, "cache-input store"):
-        if (out / MANIFEST).is_file():
-            saved = _read_manifest(out)
-            _check_vae(out, saved["vae"], manifest["vae"])
-            _check_dataset(out, saved["dataset"], manifest["dataset"])
-            for key in ("start_stride", "noise", "seed", "memory_source", "channels", "latent_hw"):
-                if saved.get(key) != manifest[key]:
-                    raise ValueError(
-                        f"cache-input store {out} holds {key} = {saved.get(key)}, this build "
-                        f"asks for {manifest[key]}; use another folder"
-                    )
-        else:
-            from shareverse_env.data.format import write_json_atomic
-
-            out.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(out / MANIFEST, manifest)
-        for stale in out.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        prepare_build_folder(out, MANIFEST, manifest, _read_manifest, keys, "cache-input store")
         report = BuildReport(out)
         for index in tqdm(range(len(data)), desc="encode cache inputs", disable=not progress):
             seq_id = data.ids[index]
             path = out / f"{seq_id}.safetensors"
             source = sequence_hash(data.root, split, seq_id)
-            meta = _file_metadata(path)
-            if meta is not None and meta.get("source_sha256") == source:
+            if is_current(path, source):
                 report.skipped.append(seq_id)
                 continue
             seq = data[index]
@@ -208,8 +193,7 @@ class CacheInputStore:
         bad = [
             seq_id
             for seq_id in data.ids
-            if (_file_metadata(self.path(seq_id)) or {}).get("source_sha256")
-            != sequence_hash(data.root, data.split, seq_id)
+            if not is_current(self.path(seq_id), sequence_hash(data.root, data.split, seq_id))
         ]
         if bad:
             raise ValueError(

@@ -153,6 +153,40 @@ class BuildReport:
     seconds: float = 0.0
 
 
+def prepare_build_folder(
+    out: Path,
+    manifest_name: str,
+    manifest: dict[str, Any],
+    read_manifest: Any,
+    keys: tuple[str, ...],
+    what: str,
+) -> None:
+    """Start or continue a build in ``out`` (under :func:`exclusive_writer`): refuse a folder
+    built with another VAE, dataset or ``keys`` of ``manifest``, write the manifest of a new
+    one, and remove the temporary files of an interrupted write."""
+    if (out / manifest_name).is_file():
+        saved = read_manifest(out)
+        _check_vae(out, saved["vae"], manifest["vae"])
+        _check_dataset(out, saved["dataset"], manifest["dataset"])
+        for key in keys:
+            if saved.get(key) != manifest[key]:
+                raise ValueError(
+                    f"{what} {out} holds {key} = {saved.get(key)}, this build asks for "
+                    f"{manifest[key]}; use another folder"
+                )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / manifest_name, manifest)
+    for stale in out.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def is_current(path: Path, source: str) -> bool:
+    """Whether the sequence file ``path`` exists and was built from data of hash ``source``."""
+    meta = _file_metadata(path)
+    return meta is not None and meta.get("source_sha256") == source
+
+
 def _manifest(pipe: Any, data: SequenceDataset, start_stride: int, dtype: str) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
@@ -280,21 +314,14 @@ def build_latent_cache(
     manifest = _manifest(pipe, data, start_stride, dtype)
     # One builder per folder: a second one would delete the first one's temporary files.
     with exclusive_writer(out, "latent cache"):
-        if (out / MANIFEST).is_file():
-            saved = _read_manifest(out)
-            _check_vae(out, saved["vae"], manifest["vae"])
-            _check_dataset(out, saved["dataset"], manifest["dataset"])
-            for key in ("start_stride", "dtype", "frame_hw"):
-                if saved.get(key) != manifest[key]:
-                    raise ValueError(
-                        f"latent cache {out} holds {key} = {saved.get(key)}, this build asks for "
-                        f"{manifest[key]}; use another folder"
-                    )
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(out / MANIFEST, manifest)
-        for stale in out.glob(".*.tmp"):  # files of an interrupted write
-            stale.unlink(missing_ok=True)
+        prepare_build_folder(
+            out,
+            MANIFEST,
+            manifest,
+            _read_manifest,
+            ("start_stride", "dtype", "frame_hw"),
+            "latent cache",
+        )
         frame_hw = tuple(pipe.frame_shape[:2])
         report = BuildReport(out)
         vae = pipe.vae.eval()
@@ -302,8 +329,7 @@ def build_latent_cache(
             seq_id = data.ids[index]
             path = out / f"{seq_id}.safetensors"
             source = sequence_hash(data.root, split, seq_id)
-            meta = _file_metadata(path)
-            if meta is not None and meta.get("source_sha256") == source:
+            if is_current(path, source):
                 report.skipped.append(seq_id)
                 continue
             frames = data[index].frames

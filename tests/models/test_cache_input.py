@@ -7,7 +7,6 @@ import pytest
 import torch
 from shareverse_env.models.cache_input import (
     CacheGuide,
-    cache_in_channels,
     cache_states,
     car_nearness,
     pool_mean,
@@ -15,22 +14,11 @@ from shareverse_env.models.cache_input import (
 )
 from shareverse_env.models.loading import load_pipeline, save_pipeline
 from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.training.trainer import with_cache_input
 
 from shareverse_env.geometry import CHUNK_FRAMES, plan_chunk
 
 FRAME = (64, 96, 3)
-
-
-def with_cache(pipe: ShareVersePipeline) -> ShareVersePipeline:
-    channels = cache_in_channels(pipe.vae.config.latent_channels)
-    return ShareVersePipeline(
-        pipe.transformer.with_cache_input(channels),
-        pipe.vae,
-        pipe.scheduler,
-        pipe.view_hw,
-        rig=pipe.rig,
-        num_inference_steps=pipe.num_inference_steps,
-    )
 
 
 def chunk(agents=2, seed=0):
@@ -81,7 +69,7 @@ def test_cache_states_zero_the_render_where_the_mask_is_zero():
 
 def test_zero_initialised_cache_input_leaves_the_frames_unchanged():
     base = ShareVersePipeline.from_config_name("tiny", seed=0)
-    cached = with_cache(base)
+    cached = with_cache_input(base)
     images, poses = chunk()
     before = generate(base, images, poses)
     after = generate(cached, images, poses, cache=guide())
@@ -94,7 +82,7 @@ def test_zero_initialised_cache_input_leaves_the_frames_unchanged():
 
 def test_a_cache_model_refuses_to_run_without_a_cache_and_the_reverse():
     base = ShareVersePipeline.from_config_name("tiny", seed=0)
-    cached = with_cache(base)
+    cached = with_cache_input(base)
     images, poses = chunk()
     with pytest.raises(ValueError, match=r"cache is required.*cache_in_channels=7"):
         generate(cached, images, poses)
@@ -138,7 +126,7 @@ def test_old_pipeline_folders_without_cache_channels_load_and_run(tmp_path):
 
 
 def test_cache_pipeline_round_trips_through_a_folder(tmp_path):
-    cached = with_cache(ShareVersePipeline.from_config_name("tiny", seed=0))
+    cached = with_cache_input(ShareVersePipeline.from_config_name("tiny", seed=0))
     with torch.no_grad():
         torch.nn.init.normal_(cached.transformer.cache_embed.weight, std=0.1)
     save_pipeline(cached, tmp_path)
