@@ -38,6 +38,9 @@ def parse_args() -> argparse.Namespace:
         "--variants", nargs="+", default=["trained", "trained_cache"], choices=list(VARIANTS)
     )
     parser.add_argument("--model", default=None, help="pipeline folder (default: shipped)")
+    parser.add_argument(
+        "--cache-model", default=None, help="pipeline with a scene-cache input (cache_conditioned)"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/figures/cache_compare"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -69,7 +72,9 @@ def main() -> None:
     rig = dataset_rig(dataset)
     available = (data.frames.shape[1] - 1) // NEW_FRAMES_PER_CHUNK
     chunks = min(args.chunks, available)
-    pipelines = build_pipelines(args.model, args.variants, seed=args.seed)
+    pipelines = build_pipelines(
+        args.model, args.variants, seed=args.seed, cache_model=args.cache_model
+    )
     rows: dict[str, np.ndarray] = {}
     for name in tqdm(args.variants, desc="variants"):
         out = list(
