@@ -117,19 +117,25 @@ def consistency_table(result: QualityResult) -> str:
     """Markdown table of cross-agent consistency per variant (:mod:`.consistency`): the mean
     colour difference over co-visible pixels, the share that agree, the truth's own difference
     and the excess over it. Empty when no row has co-visible pixels."""
+    columns = (
+        ("difference", "xagent_diff", "{:.1f}"),
+        ("agree", "xagent_agree", "{:.2f}"),
+        ("truth's difference", "true_xagent_diff", "{:.1f}"),
+        ("excess", "xagent_excess", "{:+.1f}"),
+    )
+    return _summary_table(result, columns)
+
+
+def _summary_table(result: QualityResult, columns: tuple[tuple[str, str, str], ...]) -> str:
+    """Markdown table, one row per variant, of summary ``columns`` (heading, key, format);
+    empty when the first column is ``nan`` for every variant (not measured)."""
     summary = result.summary()
-    if all(math.isnan(s["xagent_diff"]) for s in summary.values()):
+    if all(math.isnan(s.get(columns[0][1], math.nan)) for s in summary.values()):
         return ""
-    head = ["variant", "difference", "agree", "truth's difference", "excess"]
+    head = ["variant", *(c[0] for c in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant, stats in summary.items():
-        cells = [
-            variant,
-            _fmt(stats["xagent_diff"], "{:.1f}"),
-            _fmt(stats["xagent_agree"], "{:.2f}"),
-            _fmt(stats["true_xagent_diff"], "{:.1f}"),
-            _fmt(stats["xagent_excess"], "{:+.1f}"),
-        ]
+        cells = [variant, *(_fmt(stats[key], fmt) for _, key, fmt in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -139,21 +145,13 @@ def regions_table(result: QualityResult) -> str:
     over the holes of the first frames' cache (with the other cars), over the other cars'
     boxes, the seam ratio along the holes' edge and the holes' share of the pixels. Empty when
     no row has them (results written before they existed)."""
-    summary = result.summary()
-    if all(math.isnan(s.get("psnr_holes", math.nan)) for s in summary.values()):
-        return ""
-    head = ["variant", "PSNR holes", "PSNR cars", "seam", "hole share"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for variant, stats in summary.items():
-        cells = [
-            variant,
-            _fmt(stats["psnr_holes"], "{:.2f}"),
-            _fmt(stats["psnr_cars"], "{:.2f}"),
-            _fmt(stats["seam"], "{:.2f}"),
-            _fmt(stats["hole_fraction"], "{:.2f}"),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    columns = (
+        ("PSNR holes", "psnr_holes", "{:.2f}"),
+        ("PSNR cars", "psnr_cars", "{:.2f}"),
+        ("seam", "seam", "{:.2f}"),
+        ("hole share", "hole_fraction", "{:.2f}"),
+    )
+    return _summary_table(result, columns)
 
 
 def _nanmean_rows(result: QualityResult, variant: str, key: str) -> float:

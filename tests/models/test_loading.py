@@ -24,7 +24,7 @@ def chunk_inputs():
     return images, poses
 
 
-def sample(pipe):
+def sample(pipe, **kwargs):
     images, poses = chunk_inputs()
     return pipe(
         images,
@@ -33,6 +33,7 @@ def sample(pipe):
         guidance_scale=1.0,
         progress=False,
         encode_for_memory=False,
+        **kwargs,
     )
 
 
@@ -417,13 +418,5 @@ def test_from_cogvideox_with_cache_input_starts_as_without(tmp_path):
     guide = CacheGuide(
         np.full((*shape, 3), 90, np.uint8), np.ones(shape, bool), np.zeros(shape, np.float32)
     )
-    with_cache = cached(
-        images,
-        poses,
-        generator=torch.Generator().manual_seed(0),
-        guidance_scale=1.0,
-        progress=False,
-        encode_for_memory=False,
-        cache=guide,
-    )
+    with_cache = sample(cached, cache=guide)
     np.testing.assert_array_equal(with_cache.frames, sample(plain).frames)
