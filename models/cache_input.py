@@ -58,6 +58,41 @@ HOLE_GREY = 128
 """Fill of uncovered pixels before encoding: mid-grey is 0 in the VAE's [-1, 1] input."""
 
 
+class NoCache:
+    """The cache input of "nothing is known": all zeros, which is exactly what training shows
+    a cache model for its dropped examples (``cache_drop``). Pass :data:`NO_CACHE` as a
+    request's ``cache`` to run a cache-conditioned model without a scene cache, as the
+    paper's mode (``scene_cache=False``) does.
+
+    >>> NO_CACHE
+    NO_CACHE
+    """
+
+    _instance: NoCache | None = None
+
+    def __new__(cls) -> NoCache:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NO_CACHE"
+
+
+NO_CACHE = NoCache()
+"""The one :class:`NoCache`."""
+
+
+def empty_cache_states(agents: int, channels: int, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """The all-zero ``cache_states`` ``(agents, 8, channels, h, w)`` of :data:`NO_CACHE`.
+
+    >>> tuple(empty_cache_states(2, 7, (8, 12)).shape)
+    (2, 8, 7, 8, 12)
+    """
+    frames = len(latent_keyframes())
+    return torch.zeros(agents, frames, channels, *latent_hw)
+
+
 def cache_in_channels(latent_channels: int) -> int:
     """``cache_in_channels`` of a transformer whose VAE has ``latent_channels``."""
     return latent_channels + EXTRA_CHANNELS

@@ -21,7 +21,7 @@ from shareverse_env.geometry import (
     raymaps,
 )
 
-from .cache_input import CacheGuide, cache_states
+from .cache_input import CacheGuide, NoCache, cache_states, empty_cache_states
 from .conditioning import (
     CHUNK_LATENT_FRAMES,
     ChunkConditioning,
@@ -50,7 +50,8 @@ class ChunkRequest:
     ``images`` ``(N, 2H, 2W, 3)`` uint8 conditioning frames, ``poses`` ``(N, 29, 3)`` planned ego
     poses, ``memory`` the world's retrieved memory (or ``None``), ``generator`` seeds the world's
     initial noise, ``cache`` the scene cache rendered into the chunk's cameras (required by a
-    model with a cache input, refused by one without) — the arguments of
+    model with a cache input, refused by one without; :data:`~.cache_input.NO_CACHE` runs a
+    cache model with nothing known) — the arguments of
     :meth:`ShareVersePipeline.__call__` for one world.
     """
 
@@ -58,7 +59,7 @@ class ChunkRequest:
     poses: np.ndarray
     memory: MemoryInput | None = None
     generator: torch.Generator | None = None
-    cache: CacheGuide | None = None
+    cache: CacheGuide | NoCache | None = None
 
 
 @dataclass
@@ -66,7 +67,7 @@ class _CheckedRequest:
     images: np.ndarray
     poses: np.ndarray
     memory_poses: np.ndarray | None  # None: no memory (or an empty one)
-    cache: CacheGuide | None = None
+    cache: CacheGuide | NoCache | None = None
 
     @property
     def agents(self) -> int:
@@ -303,7 +304,7 @@ class ShareVersePipeline:
         negative_prompt_embeds: torch.Tensor | None = None,
         progress: bool = True,
         encode_for_memory: bool = True,
-        cache: CacheGuide | None = None,
+        cache: CacheGuide | NoCache | None = None,
     ) -> ChunkOutput:
         """Generate one chunk for all agents.
 
@@ -318,7 +319,8 @@ class ShareVersePipeline:
             progress: show a tqdm bar over denoising steps.
             encode_for_memory: also encode each new frame as an image latent for the cache.
             cache: the scene cache rendered into the chunk's cameras, for a model with a cache
-                input (:mod:`~shareverse_env.models.cache_input`).
+                input (:mod:`~shareverse_env.models.cache_input`); ``NO_CACHE`` runs such a
+                model with nothing known (the all-zero input its training drops to).
         """
         return self.generate_batch(
             [ChunkRequest(images, poses, memory, generator, cache)],
@@ -431,7 +433,11 @@ class ShareVersePipeline:
         cond = self.encode_frames(checked.images)[None].to(device, dtype)  # (1, N, C, h, w)
         chunk_rays, memory_rays = self.chunk_raymaps(checked.poses, checked.memory_poses)
         cache = None
-        if checked.cache is not None:
+        if isinstance(checked.cache, NoCache):
+            channels = self.transformer.config.cache_in_channels
+            cache = empty_cache_states(checked.agents, channels, cond.shape[-2:])[None]
+            cache = cache.to(device, dtype)
+        elif checked.cache is not None:
             cache = cache_states(checked.cache, self.encode_frames)[None].to(device, dtype)
         return _EncodedWorld(
             pad_image_latents(cond, CHUNK_LATENT_FRAMES), chunk_rays[None], memory_rays, cache
@@ -612,9 +618,12 @@ class ShareVersePipeline:
                     "(cache_in_channels=0)"
                 )
             expected = (agents, CHUNK_FRAMES, *self.frame_shape)
-            if not isinstance(cache, CacheGuide) or cache.rgb.shape != expected:
+            if not isinstance(cache, NoCache) and (
+                not isinstance(cache, CacheGuide) or cache.rgb.shape != expected
+            ):
                 raise ValueError(
-                    f"{prefix}cache must be a CacheGuide with rgb of shape {expected}; got "
+                    f"{prefix}cache must be NO_CACHE or a CacheGuide with rgb of shape "
+                    f"{expected}; got "
                     f"{getattr(getattr(cache, 'rgb', None), 'shape', type(cache).__name__)}"
                 )
         return _CheckedRequest(images, poses, mem_poses, cache)

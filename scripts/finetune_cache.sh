@@ -10,7 +10,9 @@
 #
 # Knobs (environment): SEQUENCES (48), TOWNS (8), SEED (0), STRIDE (8: chunk starts cached),
 # MINUTES (60: training budget of this call), STEPS (100000: the stage's total), BATCH (2),
-# LR (1e-4), INIT (the shipped weights), THREADS (torch threads), PYTHON (python3).
+# LR (1e-4), SAMPLER_SHARE (0.75: share of timesteps at the sampler's own, t = 999 for the
+# one-step sampler), CACHE_LR_SCALE (10: learning-rate multiplier of the new cache projection),
+# INIT (the shipped weights), THREADS (torch threads), PYTHON (python3).
 set -euo pipefail
 DATA=${1:?usage: finetune_cache.sh DATA RUN [DEVICE]}
 RUN=${2:?usage: finetune_cache.sh DATA RUN [DEVICE]}
@@ -24,6 +26,8 @@ MINUTES=${MINUTES:-60}
 STEPS=${STEPS:-100000}
 BATCH=${BATCH:-2}
 LR=${LR:-1e-4}
+SAMPLER_SHARE=${SAMPLER_SHARE:-0.75}
+CACHE_LR_SCALE=${CACHE_LR_SCALE:-10}
 INIT=${INIT:-$($PY -c 'from shareverse_env.models.loading import SHIPPED_WEIGHTS; print(SHIPPED_WEIGHTS)')}
 THREADS=${THREADS:-}
 if [ -n "$THREADS" ]; then export OMP_NUM_THREADS=$THREADS; fi
@@ -37,5 +41,6 @@ shareverse-train encode-cache --data "$DATA" --init "$INIT" \
 shareverse-train --data "$DATA" --out "$RUN" --stage stage2 --steps "$STEPS" --init "$INIT" \
     --cache-input --latents "$DATA/../$(basename "$DATA")_latents" \
     --cache-inputs "$DATA/../$(basename "$DATA")_cache_inputs" --batch-size "$BATCH" --lr "$LR" \
-    --warmup-steps 50 --device "$DEVICE" --max-minutes "$MINUTES" --checkpoint-minutes 5 \
+    --warmup-steps 50 --sampler-timestep-share "$SAMPLER_SHARE" --cache-lr-scale "$CACHE_LR_SCALE" \
+    --device "$DEVICE" --max-minutes "$MINUTES" --checkpoint-minutes 5 \
     --no-progress

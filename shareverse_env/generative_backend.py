@@ -46,6 +46,7 @@ from .backends import Backend, FirstFrames
 from .cache_guide import cache_guide
 from .geometry import CHUNK_FRAMES, CameraRig, check_finite_poses
 from .memory import SOURCES, SpatialMemory, sample_query_positions
+from .models.cache_input import NO_CACHE
 from .models.loading import load_model
 from .models.pipeline import ChunkOutput, ChunkRequest, MemoryInput, ShareVersePipeline
 from .scene_cache import CacheRender
@@ -179,15 +180,14 @@ class ShareVerseBackend(Backend):
             )
         self.last_cache_renders: list[CacheRender] = []
         """The scene cache's renders of the last chunk, one per generating agent."""
-        self.model_sees_cache = bool(pipe.transformer.config.cache_in_channels)
+        self.model_sees_cache = bool(pipe.transformer.config.cache_in_channels) and bool(
+            scene_cache
+        )
         """The model takes the cache's renders as input (``cache_in_channels > 0``): they are
-        rendered before the chunk is denoised, not only composited after."""
-        if self.model_sees_cache and self.scene is None:
-            raise ValueError(
-                "backend option 'scene_cache' is False, but this model has a scene-cache input "
-                f"(cache_in_channels={pipe.transformer.config.cache_in_channels}) and cannot "
-                "run without it; leave scene_cache=True or load a model without a cache input"
-            )
+        rendered before the chunk is denoised, not only composited after. A cache model run
+        without a scene cache (the paper's mode) gets ``NO_CACHE``, the all-zero input its
+        training drops to."""
+        self._no_cache = bool(pipe.transformer.config.cache_in_channels) and not scene_cache
         self._pending_renders: list[CacheRender] | None = None
         self._pending_seconds = 0.0
 
@@ -378,7 +378,7 @@ class ShareVerseBackend(Backend):
         agents = np.flatnonzero(active)
         if len(agents) == 0:
             return None, out
-        guide = None
+        guide = NO_CACHE if self._no_cache else None
         self._pending_renders = None
         if self.model_sees_cache:
             start = time.perf_counter()

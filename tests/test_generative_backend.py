@@ -398,16 +398,13 @@ def test_a_model_that_sees_the_cache_gets_its_renders_before_denoising():
     base = ShareVersePipeline.from_config_name("tiny", seed=0)
     channels = cache_in_channels(base.vae.config.latent_channels)
     cached = with_cache_input(base)
-    with pytest.raises(ValueError, match=r"'scene_cache' is False.*cache_in_channels=7"):
-        shareverse_env.parallel_env(
-            backend="shareverse",
-            model=cached,
-            backend_options={"scene_cache": False, "depth_model": False},
-        )
 
-    def rollout(model, seed=0):
+    def rollout(model, seed=0, scene_cache=True):
         env = shareverse_env.parallel_env(
-            backend="shareverse", model=model, max_cycles=2, backend_options={"depth_model": False}
+            backend="shareverse",
+            model=model,
+            max_cycles=2,
+            backend_options={"depth_model": False, "scene_cache": scene_cache},
         )
         env.reset(seed=seed)
         _, _, _, _, infos = env.step({a: np.array([8.0, 0.0, 0.0]) for a in env.agents})
@@ -428,3 +425,40 @@ def test_a_model_that_sees_the_cache_gets_its_renders_before_denoising():
     rollout(cached)
     assert seen and all(s is not None and s.shape[3] == channels for s in seen)
     assert all(float(s[:, :, :, -3].mean()) > 0.2 for s in seen)  # the cache covers cells
+
+
+def test_a_cache_model_in_the_papers_mode_gets_the_all_zero_cache_input():
+    from shareverse_env.models.pipeline import ShareVersePipeline
+    from shareverse_env.models.training.trainer import with_cache_input
+
+    base = ShareVersePipeline.from_config_name("tiny", seed=0)
+    cached = with_cache_input(base)
+    torch.manual_seed(1)
+    for param in cached.transformer.cache_embed.parameters():  # non-zero: the input matters
+        param.data.normal_(0, 0.5)
+    seen = []
+    original = cached.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("cache_states"))
+        return original(*args, **kwargs)
+
+    cached.transformer.forward = spy
+
+    def frames(model, **options):
+        env = shareverse_env.parallel_env(
+            backend="shareverse",
+            model=model,
+            max_cycles=2,
+            backend_options={"depth_model": False, **options},
+        )
+        env.reset(seed=0)
+        _, _, _, _, infos = env.step({a: np.array([8.0, 0.0, 0.0]) for a in env.agents})
+        assert env.unwrapped.backend.model_sees_cache == options.get("scene_cache", True)
+        return infos["agent_0"]["frames"]
+
+    paper = frames(cached, scene_cache=False)
+    assert seen and all(s is not None and not s.any() for s in seen)
+    seen.clear()
+    assert not np.array_equal(paper, frames(cached))
+    assert seen and all(s.any() for s in seen)

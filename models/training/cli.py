@@ -107,6 +107,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cache-drop", type=float, default=0.15, help="share of examples without cache input"
     )
+    parser.add_argument(
+        "--sampler-timestep-share",
+        type=float,
+        default=0.0,
+        help="share of diffusion timesteps drawn from the pipeline's own sampler schedule "
+        "(the shipped one-step sampler: t = 999) instead of uniformly",
+    )
+    parser.add_argument(
+        "--cache-lr-scale",
+        type=float,
+        default=1.0,
+        help="learning-rate multiplier of the new scene-cache projection (cache_embed)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -296,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
         memory_source=args.memory_source,
         vae_gradient_weight=args.vae_gradient_weight,
         cache_drop=args.cache_drop,
+        sampler_timestep_share=args.sampler_timestep_share,
+        cache_lr_scale=args.cache_lr_scale,
     )
     latents = args.latents
     if latents is not None and args.stage in VAE_STAGES:

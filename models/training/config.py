@@ -65,6 +65,14 @@ class TrainConfig:
     # (models/training/cache_data.py).
     cache_drop: float = 0.15
     cache_depth_noise: float = 0.10
+    # Share of diffusion timesteps drawn from the pipeline's own sampler schedule (0: all
+    # uniform, as before). The shipped sampler takes one step from t = 999, where the model
+    # predicts the whole chunk from its conditioning alone: uniform draws land there 0.1 % of
+    # the time.
+    sampler_timestep_share: float = 0.0
+    # Learning-rate multiplier of the scene-cache input's new projection (``cache_embed``):
+    # it starts at zero while the rest is trained already.
+    cache_lr_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -91,6 +99,12 @@ class TrainConfig:
             raise ValueError(f"cache_drop must be in [0, 1]; got {self.cache_drop}")
         if not 0 <= self.cache_depth_noise < 1:
             raise ValueError(f"cache_depth_noise must be in [0, 1); got {self.cache_depth_noise}")
+        if not 0 <= self.sampler_timestep_share <= 1:
+            raise ValueError(
+                f"sampler_timestep_share must be in [0, 1]; got {self.sampler_timestep_share}"
+            )
+        if not self.cache_lr_scale > 0:
+            raise ValueError(f"cache_lr_scale must be > 0; got {self.cache_lr_scale}")
         if self.memory_source not in ("all", "others", "own"):
             raise ValueError(
                 f"memory_source must be all, others or own; got {self.memory_source!r}"

@@ -90,6 +90,40 @@ def encode_chunks(
     }
 
 
+def draw_timesteps(
+    batch: int,
+    num_train_timesteps: int,
+    generator: torch.Generator,
+    sampler_timesteps: torch.Tensor | None = None,
+    share: float = 0.0,
+) -> torch.Tensor:
+    """``batch`` training timesteps: uniform over ``[0, num_train_timesteps)``, and with
+    probability ``share`` each one of ``sampler_timesteps`` instead (the steps the sampler
+    actually takes). With ``share == 0`` it draws exactly what a plain uniform draw does.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> draw_timesteps(4, 1000, g, torch.tensor([999]), share=1.0).tolist()
+        [999, 999, 999, 999]
+    """
+    t = torch.randint(0, num_train_timesteps, (batch,), generator=generator)
+    if share > 0:
+        if sampler_timesteps is None or not len(sampler_timesteps):
+            raise ValueError("a sampler timestep share needs the sampler's timesteps")
+        pick = torch.rand(batch, generator=generator) < share
+        index = torch.randint(0, len(sampler_timesteps), (batch,), generator=generator)
+        t = torch.where(pick, sampler_timesteps.to(t.dtype)[index], t)
+    return t
+
+
+def sampler_timesteps(pipe: ShareVersePipeline) -> torch.Tensor:
+    """The timesteps ``pipe``'s sampler visits at its default step count (its scheduler
+    untouched). The shipped pipeline's one DDIM step with trailing spacing: ``[999]``."""
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(pipe.num_inference_steps)
+    return scheduler.timesteps.clone().long()
+
+
 def diffusion_loss(
     pipe: ShareVersePipeline,
     transformer: torch.nn.Module,
@@ -110,7 +144,7 @@ def diffusion_loss(
     scheduler = pipe.scheduler
     t = timesteps
     if t is None:
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
+        t = draw_timesteps(batch, scheduler.config.num_train_timesteps, generator)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator)
     noise = noise.to(x0.device, x0.dtype)

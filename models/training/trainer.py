@@ -38,7 +38,13 @@ from .cache_inputs import CacheInputStore
 from .config import VAE_STAGES, TrainConfig
 from .io import load_checkpoint, save_checkpoint
 from .latent_cache import LatentCache
-from .objective import diffusion_loss, encode_chunks, vae_loss
+from .objective import (
+    diffusion_loss,
+    draw_timesteps,
+    encode_chunks,
+    sampler_timesteps,
+    vae_loss,
+)
 
 
 def _distributed() -> tuple[int, int]:
@@ -179,11 +185,16 @@ class Trainer:
             fsdp.shard(self.module, self.stage, config.mixed_precision, self.device)
         # With FSDP these are this rank's shards (DTensors): the optimiser and the EMA work
         # shard by shard, element-wise, exactly as they would on the whole tensors.
-        self.params = [p for p in self.module.parameters() if p.requires_grad]
-        self.param_names = [n for n, p in self.module.named_parameters() if p.requires_grad]
+        # The new cache projection last: its own AdamW group (config.cache_lr_scale) then
+        # numbers parameters in this same order, which the FSDP checkpoint format relies on.
+        named = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+        named.sort(key=lambda item: item[0].startswith("cache_embed."))
+        self.params = [p for _, p in named]
+        self.param_names = [n for n, _ in named]
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99)
+            self._param_groups(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99)
         )
+        self.sampler_timesteps = None if self.trains_vae else sampler_timesteps(self.pipe)
         self.ema = EMAModel(self.params, decay=config.ema_decay)
         self.model = self.module
         if self.world > 1 and not self.sharded:
@@ -201,6 +212,17 @@ class Trainer:
         self._pending: dict[int, Future] = {}
         self._resume()
         self._truncate_log()
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """One AdamW group, or two when the new cache projection gets its own learning rate
+        (``config.cache_lr_scale``); each group's ``lr_scale`` multiplies the schedule's rate."""
+        scale = self.config.cache_lr_scale
+        named = list(zip(self.param_names, self.params, strict=True))
+        cache = [p for n, p in named if n.startswith("cache_embed.")]
+        if scale == 1.0 or not cache:
+            return [{"params": self.params, "lr_scale": 1.0}]
+        rest = [p for n, p in named if not n.startswith("cache_embed.")]
+        return [{"params": rest, "lr_scale": 1.0}, {"params": cache, "lr_scale": scale}]
 
     # ------------------------------------------------------------------ state
     def _fingerprint(self) -> dict[str, Any]:
@@ -363,15 +385,22 @@ class Trainer:
             with self._autocast():
                 return vae_loss(self.pipe, batch, cfg, generator, self.stage == "vae")
         encoded = encode_chunks(self.pipe, batch, cfg, generator)
+        timesteps = draw_timesteps(
+            encoded["latents"].shape[0],
+            self.pipe.scheduler.config.num_train_timesteps,
+            generator,
+            self.sampler_timesteps,
+            cfg.sampler_timestep_share,
+        )
         with self._autocast():
-            loss = diffusion_loss(self.pipe, self.model, encoded, generator)
+            loss = diffusion_loss(self.pipe, self.model, encoded, generator, timesteps)
         return loss, {}
 
     def train_step(self) -> dict[str, float]:
         start = time.perf_counter()
         lr = self._lr(self.step)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         loss, extra = self.loss_at(self.step)
         self._prefetch(self.step + 1)
         if not torch.isfinite(loss):

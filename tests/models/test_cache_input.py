@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from shareverse_env.models.cache_input import (
+    NO_CACHE,
     CacheGuide,
     cache_states,
     car_nearness,
@@ -88,11 +89,33 @@ def test_a_cache_model_refuses_to_run_without_a_cache_and_the_reverse():
         generate(cached, images, poses)
     with pytest.raises(ValueError, match="no scene-cache input"):
         generate(base, images, poses, cache=guide())
+    with pytest.raises(ValueError, match="no scene-cache input"):
+        generate(base, images, poses, cache=NO_CACHE)
     with pytest.raises(ValueError, match=r"rgb of shape \(2, 29, 64, 96, 3\)"):
         generate(cached, images, poses, cache=guide(agents=1))
     x = torch.zeros(1, 2, 8, cached.transformer.config.in_channels, 8, 12)
     with pytest.raises(ValueError, match="needs cache_states"):
         cached.transformer(x, torch.tensor([10]))
+
+
+def test_no_cache_is_the_all_zero_input_of_a_dropped_example():
+    cached = with_cache_input(ShareVersePipeline.from_config_name("tiny", seed=0))
+    with torch.no_grad():
+        torch.nn.init.normal_(cached.transformer.cache_embed.weight, std=0.5)
+        torch.nn.init.normal_(cached.transformer.cache_embed.bias, std=0.5)
+    images, poses = chunk()
+    seen = []
+    original = cached.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["cache_states"])
+        return original(*args, **kwargs)
+
+    cached.transformer.forward = spy
+    empty = generate(cached, images, poses, cache=NO_CACHE)
+    channels = cached.transformer.config.cache_in_channels
+    assert seen[0].shape == (1, 2, 8, channels, 8, 12) and not seen[0].any()
+    assert not np.array_equal(empty, generate(cached, images, poses, cache=guide()))
 
 
 @pytest.mark.parametrize(

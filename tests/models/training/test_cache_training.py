@@ -17,7 +17,12 @@ from shareverse_env.models.training.cache_data import (
     drop_cache,
     perturb_depth,
 )
-from shareverse_env.models.training.objective import diffusion_loss, encode_chunks
+from shareverse_env.models.training.objective import (
+    diffusion_loss,
+    draw_timesteps,
+    encode_chunks,
+    sampler_timesteps,
+)
 from shareverse_env.models.training.trainer import open_run_pipeline, with_cache_input
 
 
@@ -101,12 +106,15 @@ def test_a_few_steps_lower_the_loss_and_move_the_cache_weights(tmp_path):
     assert trainer.module.cache_embed.weight.abs().sum() > 0
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path):
-    straight = make_trainer(tmp_path / "a", 4)
+@pytest.mark.parametrize(
+    "knobs", [{}, {"sampler_timestep_share": 0.75, "cache_lr_scale": 10.0}], ids=["plain", "knobs"]
+)
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, knobs):
+    straight = make_trainer(tmp_path / "a", 4, **knobs)
     straight.run()
-    first = make_trainer(tmp_path / "b", 2)
+    first = make_trainer(tmp_path / "b", 2, **knobs)
     first.run()
-    resumed = make_trainer(tmp_path / "b", 4)
+    resumed = make_trainer(tmp_path / "b", 4, **knobs)
     assert resumed.step == 2 and resumed.pipe.transformer.config.cache_in_channels == 7
     resumed.run()
     for (name, a), (_, b) in zip(
@@ -121,3 +129,48 @@ def test_a_training_sequence_without_depth_is_refused(tmp_path):
         item.depth = None
     with pytest.raises(ValueError, match="needs the dataset's depth"):
         trainer._draw(0)
+
+
+def test_timesteps_come_from_the_sampler_at_the_given_share():
+    uniform = draw_timesteps(64, 1000, torch.Generator().manual_seed(3))
+    assert torch.equal(
+        uniform, torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(3))
+    )
+    steps = torch.tensor([999, 499])
+    every = draw_timesteps(64, 1000, torch.Generator().manual_seed(3), steps, share=1.0)
+    assert set(every.tolist()) == {999, 499}
+    mixed = [
+        draw_timesteps(64, 1000, torch.Generator().manual_seed(k), steps, 0.75) for k in (4, 4)
+    ]
+    assert torch.equal(*mixed)  # seeded
+    on_sampler = torch.isin(mixed[0], steps).float().mean()
+    assert 0.6 < on_sampler < 0.95, on_sampler
+    with pytest.raises(ValueError, match="sampler's timesteps"):
+        draw_timesteps(4, 1000, torch.Generator(), None, share=0.5)
+    with pytest.raises(ValueError, match="sampler_timestep_share"):
+        TrainConfig(sampler_timestep_share=1.5).validate()
+
+
+def test_sampler_timesteps_are_those_the_pipeline_visits(tmp_path):
+    trainer = make_trainer(tmp_path / "run", 1, sampler_timestep_share=1.0)
+    pipe = trainer.pipe
+    pipe.num_inference_steps = 1
+    assert sampler_timesteps(pipe).tolist() == [999]
+    pipe.num_inference_steps = 4
+    assert sampler_timesteps(pipe).tolist() == [999, 749, 499, 249]
+    pipe.scheduler.set_timesteps(4)
+    assert pipe.scheduler.timesteps.tolist() == [999, 749, 499, 249]
+
+
+def test_the_cache_projection_gets_its_own_learning_rate(tmp_path):
+    trainer = make_trainer(tmp_path / "run", 1, cache_lr_scale=10.0)
+    rest, cache = trainer.optimizer.param_groups
+    names = dict(zip(map(id, trainer.params), trainer.param_names, strict=True))
+    assert {names[id(p)] for p in cache["params"]} == {"cache_embed.weight", "cache_embed.bias"}
+    assert trainer.param_names[-2:] == [names[id(p)] for p in cache["params"]]
+    trainer.train_step()
+    assert cache["lr"] == pytest.approx(10 * rest["lr"]) and rest["lr"] == trainer.config.lr
+    with pytest.raises(ValueError, match="cache_lr_scale"):
+        TrainConfig(cache_lr_scale=0).validate()
+    plain = make_trainer(tmp_path / "plain", 1)
+    assert len(plain.optimizer.param_groups) == 1
