@@ -1,0 +1,125 @@
+"""Held-out error of the one-step sampler, per model: the latent MSE of the chunk each model
+predicts from pure noise at the sampler's timestep, on fixed chunks of held-out towns.
+
+The shipped sampler takes one DDIM step from t = 999, where the zero-terminal-SNR schedule
+leaves no signal: its output is the model's x0 prediction, so this is the error of the chunk
+latents the env decodes, measured overall and in the latent cells that the scene cache does
+not cover (min-pooled mask 0: the holes the model must fill). Every model sees the same chunks,
+conditioning noise and initial noise; models without a cache input ignore the cache.
+
+python scripts/heldout_loss.py --data data/eval --split val --latents data/eval_val_latents \\
+    --cache-inputs data/eval_val_cache_inputs --chunks 32 --out outputs/heldout_loss.csv \\
+    --models shipped runs/cache/pipeline runs/cache2/pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+from pathlib import Path
+
+import torch
+from shareverse_env.models.conditioning import ChunkConditioning
+from shareverse_env.models.loading import load_model
+from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.training import TrainConfig, Trainer
+from shareverse_env.models.training.cache_inputs import CacheInputStore
+from shareverse_env.models.training.objective import encode_chunks, sampler_timesteps
+from tqdm.auto import tqdm
+
+from shareverse_env.data.reader import SequenceDataset
+
+
+@torch.no_grad()
+def heldout_errors(
+    model: str | ShareVersePipeline,
+    data: SequenceDataset,
+    latents: Path,
+    store: CacheInputStore,
+    chunks: int,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Mean latent MSE of the one-step prediction over ``chunks`` fixed held-out chunks:
+    overall, in the cache's holes and where it covers."""
+    pipe = model if isinstance(model, ShareVersePipeline) else load_model(model)
+    config = TrainConfig(stage="stage2", steps=1, cache_drop=0.0, seed=1234)
+    with tempfile.TemporaryDirectory() as run:
+        trainer = Trainer(
+            pipe, data, run, config, progress=False, latents=latents, cache_inputs=store
+        )
+        (t,) = sampler_timesteps(pipe)[:1]
+        scheduler = pipe.scheduler
+        sums = {"all": 0.0, "holes": 0.0, "covered": 0.0}
+        counts = dict.fromkeys(sums, 0.0)
+        name = "model" if isinstance(model, ShareVersePipeline) else Path(model).name
+        for step in tqdm(range(chunks), desc=name, leave=False, disable=not progress):
+            seed, batch = trainer._draw(step)
+            generator = torch.Generator().manual_seed(seed)
+            encoded = encode_chunks(pipe, batch, config, generator)
+            x0 = encoded["latents"]
+            # Its own generator: a cache model's batch draws one more number (the cache drop).
+            noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed + 1))
+            timestep = t.expand(x0.shape[0])
+            noisy = scheduler.add_noise(x0, noise, timestep)
+            conditioning = ChunkConditioning(
+                image_latents=encoded["image_latents"],
+                raymaps=encoded["raymaps"],
+                memory_latents=encoded["memory"],
+                memory_raymaps=encoded["memory_raymaps"],
+                cache_states=encoded.get("cache_states"),
+            )
+            v = pipe.transformer(timestep=timestep, **conditioning.transformer_inputs(noisy)).sample
+            alpha = scheduler.alphas_cumprod[t].to(x0.dtype)
+            pred = alpha.sqrt() * noisy - (1 - alpha).sqrt() * v
+            error = (pred - x0).pow(2).mean(dim=3)  # (B, A, F, h, w)
+            states = torch.stack(
+                [store.states(data.ids[e.sequence], e.start) for e in batch]
+            )  # (B, A, F, Cc, h, w)
+            covered = states[:, :, :, pipe.vae.config.latent_channels] > 0.5
+            for name, where in (
+                ("all", torch.ones_like(covered)),
+                ("holes", ~covered),
+                ("covered", covered),
+            ):
+                sums[name] += float(error[where].sum())
+                counts[name] += float(where.sum())
+    return {name: sums[name] / max(counts[name], 1.0) for name in sums}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--latents", type=Path, required=True, help="latent cache of the split")
+    parser.add_argument("--cache-inputs", type=Path, required=True, help="its cache-input store")
+    parser.add_argument("--models", nargs="+", required=True, help="names or pipeline folders")
+    parser.add_argument("--chunks", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="CSV of the table (appended)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = SequenceDataset(args.data, args.split, frames_only=True)
+    store = CacheInputStore(args.cache_inputs)
+    rows = []
+    for model in args.models:
+        errors = heldout_errors(model, data, args.latents, store, args.chunks)
+        rows.append({"model": model, **{k: round(v, 5) for k, v in errors.items()}})
+        print(
+            f"{model:50s} all {errors['all']:.4f}  holes {errors['holes']:.4f}  "
+            f"covered {errors['covered']:.4f}",
+            flush=True,
+        )
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        new = not args.out.exists()
+        with args.out.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
