@@ -97,6 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="CSV of the table (appended)")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="figure of the CSV's rows: models named by a step number (snapshots such as "
+        "RUN_snaps/600) as curves over steps, the others as reference lines",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,6 +126,38 @@ def main(argv: list[str] | None = None) -> None:
             if new:
                 writer.writeheader()
             writer.writerows(rows)
+    if args.plot is not None:
+        plot(args.out, args.plot)
+
+
+def plot(table: Path | None, out: Path) -> None:
+    """Held-out error over training steps (models whose last path part is a step number) next
+    to reference models (the others), overall and in the holes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if table is None:
+        raise SystemExit("--plot draws the --out table: pass --out too")
+    with table.open() as f:
+        rows = list(csv.DictReader(f))
+    curve = sorted((int(Path(r["model"]).name), r) for r in rows if Path(r["model"]).name.isdigit())
+    refs = [r for r in rows if not Path(r["model"]).name.isdigit()]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=120, sharex=True)
+    for ax, key in zip(axes, ("all", "holes"), strict=True):
+        if curve:
+            ax.plot([s for s, _ in curve], [float(r[key]) for _, r in curve], "o-", label="run")
+        for k, r in enumerate(refs):
+            ax.axhline(float(r[key]), ls="--", lw=1, color=f"C{k + 1}", label=r["model"])
+        ax.set_title(f"one-step latent MSE: {key}")
+        ax.set_xlabel("training step")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
