@@ -20,12 +20,15 @@ import tempfile
 from pathlib import Path
 
 import torch
-from shareverse_env.models.conditioning import ChunkConditioning
 from shareverse_env.models.loading import load_model
 from shareverse_env.models.pipeline import ShareVersePipeline
 from shareverse_env.models.training import TrainConfig, Trainer
 from shareverse_env.models.training.cache_inputs import CacheInputStore
-from shareverse_env.models.training.objective import encode_chunks, sampler_timesteps
+from shareverse_env.models.training.objective import (
+    encode_chunks,
+    predict_velocity,
+    sampler_timesteps,
+)
 from tqdm.auto import tqdm
 
 from shareverse_env.data.reader import SequenceDataset
@@ -62,14 +65,7 @@ def heldout_errors(
             noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed + 1))
             timestep = t.expand(x0.shape[0])
             noisy = scheduler.add_noise(x0, noise, timestep)
-            conditioning = ChunkConditioning(
-                image_latents=encoded["image_latents"],
-                raymaps=encoded["raymaps"],
-                memory_latents=encoded["memory"],
-                memory_raymaps=encoded["memory_raymaps"],
-                cache_states=encoded.get("cache_states"),
-            )
-            v = pipe.transformer(timestep=timestep, **conditioning.transformer_inputs(noisy)).sample
+            v = predict_velocity(pipe.transformer, encoded, noisy, timestep)
             alpha = scheduler.alphas_cumprod[t].to(x0.dtype)
             pred = alpha.sqrt() * noisy - (1 - alpha).sqrt() * v
             error = (pred - x0).pow(2).mean(dim=3)  # (B, A, F, h, w)

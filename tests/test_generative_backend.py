@@ -390,6 +390,19 @@ def test_scene_cache_options_must_be_booleans(option):
         make(backend_options={option: "yes"})
 
 
+def spy_cache_states(pipe) -> list:
+    """The ``cache_states`` of every later call of ``pipe``'s transformer, in a list."""
+    seen = []
+    original = pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("cache_states"))
+        return original(*args, **kwargs)
+
+    pipe.transformer.forward = spy
+    return seen
+
+
 def test_a_model_that_sees_the_cache_gets_its_renders_before_denoising():
     from shareverse_env.models.cache_input import cache_in_channels
     from shareverse_env.models.pipeline import ShareVersePipeline
@@ -414,14 +427,7 @@ def test_a_model_that_sees_the_cache_gets_its_renders_before_denoising():
     env, frames = rollout(cached)
     np.testing.assert_array_equal(frames, rollout(base)[1])
     assert env.unwrapped.backend.model_sees_cache
-    seen = []
-    original = cached.transformer.forward
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("cache_states"))
-        return original(*args, **kwargs)
-
-    cached.transformer.forward = spy
+    seen = spy_cache_states(cached)
     rollout(cached)
     assert seen and all(s is not None and s.shape[3] == channels for s in seen)
     assert all(float(s[:, :, :, -3].mean()) > 0.2 for s in seen)  # the cache covers cells
@@ -436,14 +442,7 @@ def test_a_cache_model_in_the_papers_mode_gets_the_all_zero_cache_input():
     torch.manual_seed(1)
     for param in cached.transformer.cache_embed.parameters():  # non-zero: the input matters
         param.data.normal_(0, 0.5)
-    seen = []
-    original = cached.transformer.forward
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("cache_states"))
-        return original(*args, **kwargs)
-
-    cached.transformer.forward = spy
+    seen = spy_cache_states(cached)
 
     def frames(model, **options):
         env = shareverse_env.parallel_env(

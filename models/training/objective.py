@@ -151,6 +151,18 @@ def diffusion_loss(
     t = t.to(x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
     target = scheduler.get_velocity(x0, noise, t)
+    pred = predict_velocity(transformer, encoded, noisy, t)
+    return F.mse_loss(pred.float(), target.float())
+
+
+def predict_velocity(
+    transformer: torch.nn.Module,
+    encoded: dict[str, torch.Tensor | None],
+    noisy: torch.Tensor,
+    timesteps: torch.Tensor,
+) -> torch.Tensor:
+    """The transformer's velocity for ``noisy`` latents of an :func:`encode_chunks` batch, with
+    the sampler's inputs (:class:`~shareverse_env.models.conditioning.ChunkConditioning`)."""
     conditioning = ChunkConditioning(
         image_latents=encoded["image_latents"],
         raymaps=encoded["raymaps"],
@@ -158,8 +170,7 @@ def diffusion_loss(
         memory_raymaps=encoded["memory_raymaps"],
         cache_states=encoded.get("cache_states"),
     )
-    pred = transformer(timestep=t, **conditioning.transformer_inputs(noisy)).sample
-    return F.mse_loss(pred.float(), target.float())
+    return transformer(timestep=timesteps, **conditioning.transformer_inputs(noisy)).sample
 
 
 def vae_loss(
