@@ -9,7 +9,7 @@ conditioning noise and initial noise; models without a cache input ignore the ca
 
 python scripts/heldout_loss.py --data data/eval --split val --latents data/eval_val_latents \\
     --cache-inputs data/eval_val_cache_inputs --chunks 32 --out outputs/heldout_loss.csv \\
-    --models shipped runs/cache/pipeline runs/cache2/pipeline
+    --models models/weights/small runs/cache/pipeline runs/cache2/pipeline
 """
 
 from __future__ import annotations
@@ -73,14 +73,14 @@ def heldout_errors(
                 [store.states(data.ids[e.sequence], e.start) for e in batch]
             )  # (B, A, F, Cc, h, w)
             covered = states[:, :, :, pipe.vae.config.latent_channels] > 0.5
-            for name, where in (
+            for region, where in (
                 ("all", torch.ones_like(covered)),
                 ("holes", ~covered),
                 ("covered", covered),
             ):
-                sums[name] += float(error[where].sum())
-                counts[name] += float(where.sum())
-    return {name: sums[name] / max(counts[name], 1.0) for name in sums}
+                sums[region] += float(error[where].sum())
+                counts[region] += float(where.sum())
+    return {region: sums[region] / max(counts[region], 1.0) for region in sums}
 
 
 def main(argv: list[str] | None = None) -> None:
