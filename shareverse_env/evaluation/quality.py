@@ -446,6 +446,26 @@ class _CacheOnlyEpisode(Episode):
         return out
 
 
+class _CacheFillEpisode(_CacheOnlyEpisode):
+    """``cache_fill``: the same render, holes and other cars push-pull filled around them."""
+
+    def chunk(self, k, plan, truth, commit=True):
+        from ..hole_fill import push_pull_fill
+
+        new = np.asarray(plan, dtype=np.float64)[:, 1:]
+        agents = list(range(len(new)))
+        renders = self.scene.render(new, agents)
+        out = np.stack(
+            [
+                push_pull_fill(r.rgb, r.valid & ~self.scene.car_masks(new, a))
+                for a, r in zip(agents, renders, strict=True)
+            ]
+        )
+        if commit:
+            self.last = out[:, -1].copy()
+        return out
+
+
 class _ModelEpisode(Episode):
     """A model variant: a :class:`~shareverse_env.generative_backend.ShareVerseBackend` started
     from the true first frames; probes run inside :meth:`~shareverse_env.generative_backend.
@@ -495,6 +515,8 @@ def start_episode(
         return _OracleEpisode()
     if kind == "cache_only":
         return _CacheOnlyEpisode(data, rig or CameraRig())
+    if kind == "cache_fill":
+        return _CacheFillEpisode(data, rig or CameraRig())
     if pipeline is None:
         raise ValueError(f"variant {variant.name!r} needs a pipeline")
     if kind == "repeat_autoencoded":

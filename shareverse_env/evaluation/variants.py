@@ -46,6 +46,9 @@ One reference uses the scene cache and no model:
 - ``cache_only``: both agents' exact first frames (with their true depth, as the env gives
   them) lifted into the scene cache and rendered into every planned camera; holes (and other
   cars' boxes) are filled with the agent's last output frame; nothing else enters the cache.
+- ``cache_fill``: the same cache render, its holes and the other cars' boxes filled by
+  push-pull from the covered pixels around them (:mod:`shareverse_env.hole_fill`): the
+  smooth continuation of the scene that a generator of the holes has to beat.
 
 One more reference uses the trained pipeline's VAE only:
 
@@ -91,7 +94,7 @@ class Variant:
         default: part of the runner's default set (diagnostics are not).
         baseline: ``None`` for a model variant, else the kind of baseline (``"repeat"``,
             ``"repeat_blur"``, ``"repeat_autoencoded"``, ``"mean_colour"``,
-            ``"repeat_oracle"``, ``"cache_only"`` or ``"autoencoder"``).
+            ``"repeat_oracle"``, ``"cache_only"``, ``"cache_fill"`` or ``"autoencoder"``).
         floor: a trivial floor made from the conditioning frame alone (see :data:`FLOORS`).
     """
 
@@ -174,6 +177,12 @@ VARIANTS: dict[str, Variant] = {
             "cache_only",
             "scene cache of the exact first frames, holes filled with the last frame (no model)",
             baseline="cache_only",
+        ),
+        Variant(
+            "cache_fill",
+            "scene cache of the exact first frames, holes and other cars push-pull filled from "
+            "the cache around them (no model)",
+            baseline="cache_fill",
         ),
         Variant(
             "autoencoder",

@@ -512,3 +512,30 @@ def test_region_scores_are_the_masked_psnr_of_the_first_frames_holes(
     assert row.psnr_holes == pytest.approx(expected)
     summary = run.summary()
     assert not math.isnan(summary["trained"]["seam"])
+
+
+def test_cache_fill_keeps_the_cache_and_fills_from_it(tiny_dataset, stored) -> None:
+    """``cache_fill`` shows the cache where ``cache_only`` does, and every filled pixel is a
+    blend of its view's covered colours (push-pull averages, it invents nothing)."""
+    from shareverse_env.evaluation.quality import start_episode
+    from shareverse_env.geometry import untile_views
+
+    rig = dataset_rig(SequenceDataset(tiny_dataset[0], "val"))
+    plan = stored.poses[:, :29]
+    fill = start_episode(VARIANTS["cache_fill"], stored, rig=rig).chunk(0, plan, None)
+    only_episode = start_episode(VARIANTS["cache_only"], stored, rig=rig)
+    only = only_episode.chunk(0, plan, None)
+    new = plan[:, 1:]
+    renders = only_episode.scene.render(new, [0, 1])
+    for agent, render in enumerate(renders):
+        deep = only_episode.scene.weights(render, new, agent) == 1
+        assert deep.any() and (~deep).any()
+        np.testing.assert_array_equal(fill[agent][deep], only[agent][deep])
+        covered = render.valid & ~only_episode.scene.car_masks(new, agent)
+        views = untile_views(fill[agent]).astype(int)  # (F, 4, H, W, 3)
+        keep = untile_views(covered[..., None])[..., 0]
+        for f, view in np.ndindex(*keep.shape[:2]):
+            inside = views[f, view][keep[f, view]]
+            if len(inside):
+                holes = views[f, view][~keep[f, view]]
+                assert (holes >= inside.min(0) - 1).all() and (holes <= inside.max(0) + 1).all()
