@@ -41,7 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="shareverse-train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder (shareverse-data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="dataset folder (shareverse-data); several train on their union (one --latents and "
+        "--cache-inputs folder per dataset, in the same order)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--stage", choices=STAGES, required=True)
     parser.add_argument("--steps", type=int, required=True, help="total steps of this stage")
@@ -86,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--latents",
         type=Path,
+        nargs="+",
         default=None,
         help="latent cache folder (shareverse-train encode) of --data built with this run's VAE: "
         "stage 1/2 read chunk and memory latents instead of encoding them, and draw chunk starts "
@@ -100,6 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cache-inputs",
         type=Path,
+        nargs="+",
         default=None,
         help="cache-input store (shareverse-train encode-cache) for a model with a cache input; "
         "without it those inputs are rendered from the dataset's depth every step",
@@ -273,23 +282,29 @@ def main(argv: list[str] | None = None) -> None:
         depth_main(argv[1:])
         return
     args = parse_args(argv)
-    from shareverse_env.data import SequenceDataset
+    from .union import open_training_data
 
     pipe = open_run_pipeline(args.out, args.init)
     if args.cache_input:
         pipe = with_cache_input(pipe)
     # A cache input rendered every step needs the dataset's depth.
     renders_cache = bool(pipe.transformer.config.cache_in_channels) and args.cache_inputs is None
-    data = SequenceDataset(args.data, args.split, frames_only=not renders_cache)
-    if len(data) == 0:
-        raise SystemExit(f"no complete sequences in {args.data}/{args.split}")
-    view_hw = tuple(data[0].frames.shape[-3:-1])
-    if view_hw != pipe.frame_shape[:2]:
-        raise SystemExit(
-            f"the dataset's tiled frames are {view_hw[0]}x{view_hw[1]} but the model generates "
-            f"{pipe.frame_shape[0]}x{pipe.frame_shape[1]}: synthesize with --view-hw "
-            f"{pipe.view_hw[0]} {pipe.view_hw[1]} or pick the matching config"
+    try:
+        data, latents, cache_inputs = open_training_data(
+            args.data, args.split, not renders_cache, args.latents, args.cache_inputs
         )
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    for root, part in zip(args.data, getattr(data, "parts", [data]), strict=True):
+        if len(part) == 0:
+            raise SystemExit(f"no complete sequences in {root}/{args.split}")
+        view_hw = tuple(part[0].frames.shape[-3:-1])
+        if view_hw != pipe.frame_shape[:2]:
+            raise SystemExit(
+                f"the tiled frames of {root} are {view_hw[0]}x{view_hw[1]} but the model "
+                f"generates {pipe.frame_shape[0]}x{pipe.frame_shape[1]}: synthesize with "
+                f"--view-hw {pipe.view_hw[0]} {pipe.view_hw[1]} or pick the matching config"
+            )
     lr = args.lr if args.lr is not None else (2e-4 if args.stage in VAE_STAGES else 1e-4)
     config = TrainConfig(
         stage=args.stage,
@@ -312,7 +327,6 @@ def main(argv: list[str] | None = None) -> None:
         sampler_timestep_share=args.sampler_timestep_share,
         cache_lr_scale=args.cache_lr_scale,
     )
-    latents = args.latents
     if latents is not None and args.stage in VAE_STAGES:
         print(f"--latents is ignored by the {args.stage} stage (it trains the VAE itself)")
         latents = None
@@ -323,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
         config,
         progress=not args.no_progress,
         latents=latents,
-        cache_inputs=args.cache_inputs,
+        cache_inputs=cache_inputs,
     )
     row = trainer.run()
     if args.stage == "vae" and (trainer.rank == 0 or trainer.sharded):
