@@ -197,3 +197,37 @@ def test_a_world_like_response_is_a_yes_and_none_is_a_no() -> None:
     lines = [line for line in conclusions(result) if line.startswith("- **(d)")]
     assert "follows the action** (1 = responds as the world does, 0 = ignores it): yes." in lines[0]
     assert "ignores it): no." in lines[1]
+
+
+def _load_script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_compare_results_pairs_variants_of_two_runs(tmp_path, capsys) -> None:
+    """``scripts/compare_results.py``: the rows of two runs pair up by episode, as in one run."""
+    base = [15.0, 16.0, 17.0, 18.0, 15.5, 16.5, 17.5, 18.5]
+    later = [b + 1.0 + 0.01 * i for i, b in enumerate(base)]
+    one = _result({"trained": base, "other": [0.0] * 8})
+    two = _result({"cache_conditioned": later})
+    one.to_json(tmp_path / "one.json")
+    two.to_json(tmp_path / "two.json")
+    script = _load_script("compare_results")
+    script.main([f"{tmp_path}/two.json:cache_conditioned", f"{tmp_path}/one.json:trained"])
+    table = capsys.readouterr().out
+    expected = compare(_result({"a": later, "b": base}), "a", "b", "psnr")
+    assert f"| psnr | {expected['mean_first']:.4f} | {expected['mean_second']:.4f} |" in table
+    assert "| 8/8 | better |" in table
+    with pytest.raises(SystemExit, match="no rows of variant 'missing'"):
+        script.main([f"{tmp_path}/two.json:missing", f"{tmp_path}/one.json:trained"])
+    elsewhere = _result({"trained": base})
+    elsewhere.config["seed"] = 1
+    elsewhere.to_json(tmp_path / "three.json")
+    with pytest.raises(SystemExit, match=r"same episodes .*seed"):
+        script.main([f"{tmp_path}/two.json:cache_conditioned", f"{tmp_path}/three.json:trained"])
