@@ -100,6 +100,14 @@ def main(argv: list[str] | None = None) -> None:
         help="figure of the CSV's rows: models named by a step number (snapshots such as "
         "RUN_snaps/600) as curves over steps, the others as reference lines",
     )
+    parser.add_argument(
+        "--mark",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("STEP", "LABEL"),
+        help="a labelled vertical line on the plot (e.g. where the data changed); repeatable",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,12 +131,13 @@ def main(argv: list[str] | None = None) -> None:
                 writer.writeheader()
             writer.writerows(rows)
     if args.plot is not None:
-        plot(args.out, args.plot)
+        plot(args.out, args.plot, {int(step): label for step, label in args.mark})
 
 
-def plot(table: Path | None, out: Path) -> None:
+def plot(table: Path | None, out: Path, marks: dict[int, str] | None = None) -> None:
     """Held-out error over training steps (models whose last path part is a step number) next
-    to reference models (the others), overall and in the holes."""
+    to reference models (the others), overall and in the holes; ``marks`` as labelled
+    vertical lines at their steps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,6 +155,10 @@ def plot(table: Path | None, out: Path) -> None:
             ax.plot([s for s, _ in curve], [float(r[key]) for _, r in curve], "o-", label="run")
         for k, r in enumerate(refs):
             ax.axhline(float(r[key]), ls="--", lw=1, color=f"C{k + 1}", label=r["model"])
+        for step, label in (marks or {}).items():
+            ax.axvline(step, color="grey", lw=0.8, ls=":")
+            ax.annotate(label, (step, 1), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                        textcoords="offset points", fontsize=7, color="grey")  # fmt: skip
         ax.set_title(f"one-step latent MSE: {key}")
         ax.set_xlabel("training step")
     axes[0].legend(fontsize=7)

@@ -51,3 +51,17 @@ def test_errors_split_into_holes_and_covered_and_follow_the_cache_input(stores):
     assert moved["all"] != base["all"]
     # The same chunks and draws every call.
     assert script.heldout_errors(cached, data, latents, store, 3, progress=False) == moved
+
+
+def test_plot_draws_snapshots_as_a_curve_with_marks(tmp_path):
+    pytest.importorskip("matplotlib")
+    script = load_script()
+    table = tmp_path / "heldout.csv"
+    table.write_text(
+        "model,all,holes,covered\nv0,0.04,0.05,0.03\nrun/100,0.03,0.045,0.02\nrun/200,0.02,0.04,0.01\n"
+    )
+    out = tmp_path / "fig.png"
+    script.plot(table, out, {150: "new towns join"})
+    assert out.stat().st_size > 1000
+    with pytest.raises(SystemExit, match="pass --out"):
+        script.plot(None, out)
