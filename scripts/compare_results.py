@@ -14,13 +14,16 @@ won and the verdict of ``shareverse_env.evaluation.report.compare``.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import fields, replace
 
-from shareverse_env.evaluation.quality import QualityResult
+from shareverse_env.evaluation.quality import ChunkScore, QualityResult
 from shareverse_env.evaluation.report import compare
 
 SAME_EPISODES = ("data", "split", "sequences", "seed", "chunk_frames", "num_inference_steps")
 """Settings two runs must share for their rows to pair up."""
+
+NOT_METRICS = ("sequence", "scenario", "weather", "agent", "chunk", "variant", "frames")
+"""Fields of a row that name it rather than score it."""
 
 
 def _load(spec: str, label: str) -> tuple[QualityResult, dict]:
@@ -47,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
         details = ", ".join(f"{k}: {first_config.get(k)} vs {second_config.get(k)}" for k in differ)
         raise SystemExit(f"the two runs did not score the same episodes ({details})")
     merged = QualityResult(rows=first.rows + second.rows, config=first_config)
+    known = [f.name for f in fields(ChunkScore)]
+    unknown = [m for m in args.metrics if m not in known or m in NOT_METRICS]
+    if unknown:
+        scores = [k for k in known if k not in NOT_METRICS]
+        raise SystemExit(f"unknown metric(s) {unknown}; a row's scores are {scores}")
     print(f"first = {args.first}\nsecond = {args.second}\n")
     print("| metric | first | second | first − second | chunks won | verdict |")
     print("|---|---:|---:|---|---:|---|")

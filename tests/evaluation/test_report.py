@@ -226,6 +226,9 @@ def test_compare_results_pairs_variants_of_two_runs(tmp_path, capsys) -> None:
     assert "| 8/8 | better |" in table
     with pytest.raises(SystemExit, match="no rows of variant 'missing'"):
         script.main([f"{tmp_path}/two.json:missing", f"{tmp_path}/one.json:trained"])
+    with pytest.raises(SystemExit, match=r"unknown metric.*'response'.*'psnr_holes'"):
+        script.main([f"{tmp_path}/two.json:cache_conditioned", f"{tmp_path}/one.json:trained",
+                     "--metrics", "psnr", "response"])  # fmt: skip
     elsewhere = _result({"trained": base})
     elsewhere.config["seed"] = 1
     elsewhere.to_json(tmp_path / "three.json")
