@@ -105,34 +105,18 @@ def _check_parts(stores: Sequence[Any], pipe: Any, data: Any, what: str) -> None
         store.check(pipe, part)
 
 
-class LatentCacheUnion(LatentCache):
-    """One latent cache per dataset of a :class:`SequenceUnion`, read as one."""
+class _StoreUnion:
+    """One store per dataset of a :class:`SequenceUnion`, read as one store of ``part_type``
+    (mixed in before it, so the union is one for the trainer's type checks)."""
+
+    part_type: type
+    what: str
 
     def __init__(self, folders: Sequence[str | os.PathLike]) -> None:
-        self.parts = [LatentCache(folder) for folder in folders]
+        self.parts = [self.part_type(folder) for folder in folders]
         if not self.parts:
-            raise ValueError("a latent-cache union needs at least one folder")
-        self.stride = _same_stride(self.parts, "latent caches")
-        self.folder = Path(self.parts[0].folder)
-        self.manifest = self.parts[0].manifest
-
-    def path(self, seq_id: str) -> Path:
-        k, local = split_union_id(seq_id)
-        return self.parts[k].path(local)
-
-    def check(self, pipe: Any, data: Any) -> None:
-        """Each cache checked against its own dataset of the union ``data``."""
-        _check_parts(self.parts, pipe, data, "latent caches")
-
-
-class CacheInputUnion(CacheInputStore):
-    """One cache-input store per dataset of a :class:`SequenceUnion`, read as one."""
-
-    def __init__(self, folders: Sequence[str | os.PathLike]) -> None:
-        self.parts = [CacheInputStore(folder) for folder in folders]
-        if not self.parts:
-            raise ValueError("a cache-input union needs at least one folder")
-        self.stride = _same_stride(self.parts, "cache-input stores")
+            raise ValueError(f"a union of {self.what} needs at least one folder")
+        self.stride = _same_stride(self.parts, self.what)
         self.folder = Path(self.parts[0].folder)
         self.manifest = self.parts[0].manifest
 
@@ -142,7 +126,21 @@ class CacheInputUnion(CacheInputStore):
 
     def check(self, pipe: Any, data: Any) -> None:
         """Each store checked against its own dataset of the union ``data``."""
-        _check_parts(self.parts, pipe, data, "cache-input stores")
+        _check_parts(self.parts, pipe, data, self.what)
+
+
+class LatentCacheUnion(_StoreUnion, LatentCache):
+    """One latent cache per dataset of a :class:`SequenceUnion`, read as one."""
+
+    part_type = LatentCache
+    what = "latent caches"
+
+
+class CacheInputUnion(_StoreUnion, CacheInputStore):
+    """One cache-input store per dataset of a :class:`SequenceUnion`, read as one."""
+
+    part_type = CacheInputStore
+    what = "cache-input stores"
 
 
 def open_training_data(
