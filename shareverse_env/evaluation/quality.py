@@ -438,32 +438,29 @@ class _CacheOnlyEpisode(Episode):
     def chunk(self, k, plan, truth, commit=True):
         new = np.asarray(plan, dtype=np.float64)[:, 1:]
         agents = list(range(len(new)))
-        renders = self.scene.render(new, agents)
-        filler = np.repeat(self.last[:, None], new.shape[1], axis=1)
-        out = self.scene.composite(filler, renders, new, agents)
+        out = self._fill(self.scene.render(new, agents), new, agents)
         if commit:
             self.last = out[:, -1].copy()
         return out
+
+    def _fill(self, renders, new: np.ndarray, agents: list[int]) -> np.ndarray:
+        """The new frames from the cache ``renders``: holes and cars from the last frame."""
+        filler = np.repeat(self.last[:, None], new.shape[1], axis=1)
+        return self.scene.composite(filler, renders, new, agents)
 
 
 class _CacheFillEpisode(_CacheOnlyEpisode):
     """``cache_fill``: the same render, holes and other cars push-pull filled around them."""
 
-    def chunk(self, k, plan, truth, commit=True):
+    def _fill(self, renders, new: np.ndarray, agents: list[int]) -> np.ndarray:
         from ..hole_fill import push_pull_fill
 
-        new = np.asarray(plan, dtype=np.float64)[:, 1:]
-        agents = list(range(len(new)))
-        renders = self.scene.render(new, agents)
-        out = np.stack(
+        return np.stack(
             [
                 push_pull_fill(r.rgb, r.valid & ~self.scene.car_masks(new, a))
                 for a, r in zip(agents, renders, strict=True)
             ]
         )
-        if commit:
-            self.last = out[:, -1].copy()
-        return out
 
 
 class _ModelEpisode(Episode):
