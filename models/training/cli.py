@@ -129,6 +129,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1.0,
         help="learning-rate multiplier of the new scene-cache projection (cache_embed)",
     )
+    parser.add_argument(
+        "--hole-weight",
+        type=float,
+        default=1.0,
+        help="loss weight of the latent cells a cache-input model draws itself (no cache "
+        "coverage, or another car's box) against 1 elsewhere",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -326,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         cache_drop=args.cache_drop,
         sampler_timestep_share=args.sampler_timestep_share,
         cache_lr_scale=args.cache_lr_scale,
+        hole_weight=args.hole_weight,
     )
     if latents is not None and args.stage in VAE_STAGES:
         print(f"--latents is ignored by the {args.stage} stage (it trains the VAE itself)")

@@ -73,6 +73,10 @@ class TrainConfig:
     # Learning-rate multiplier of the scene-cache input's new projection (``cache_embed``):
     # it starts at zero while the rest is trained already.
     cache_lr_scale: float = 1.0
+    # Loss weight of the latent cells the model must draw itself with a cache input (uncovered
+    # by the cache, or in another car's box): the env shows the cache render everywhere else.
+    # 1: the plain mean, as before.
+    hole_weight: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -99,6 +103,8 @@ class TrainConfig:
             raise ValueError(f"cache_drop must be in [0, 1]; got {self.cache_drop}")
         if not 0 <= self.cache_depth_noise < 1:
             raise ValueError(f"cache_depth_noise must be in [0, 1); got {self.cache_depth_noise}")
+        if self.hole_weight < 1:
+            raise ValueError(f"hole_weight must be at least 1; got {self.hole_weight}")
         if not 0 <= self.sampler_timestep_share <= 1:
             raise ValueError(
                 f"sampler_timestep_share must be in [0, 1]; got {self.sampler_timestep_share}"

@@ -131,8 +131,13 @@ def diffusion_loss(
     generator: torch.Generator,
     timesteps: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    hole_weight: float = 1.0,
 ) -> torch.Tensor:
     """Mean squared error of the predicted velocity (CogVideoX: v-prediction, zero-terminal SNR).
+
+    ``hole_weight`` > 1 weighs the latent cells that the model must draw itself (the scene
+    cache does not cover them, or another car's box does) that much more; the mean is taken
+    over the weights (:func:`hole_weights`). 1: the plain mean, exactly as before.
 
     ``timesteps`` ``(B,)`` and ``noise`` (the shape of ``encoded["latents"]``) are drawn from
     ``generator`` when left out (in that order); pass them for a loss at fixed draws.
@@ -152,7 +157,38 @@ def diffusion_loss(
     noisy = scheduler.add_noise(x0, noise, t)
     target = scheduler.get_velocity(x0, noise, t)
     pred = predict_velocity(transformer, encoded, noisy, t)
-    return F.mse_loss(pred.float(), target.float())
+    if hole_weight == 1.0:
+        return F.mse_loss(pred.float(), target.float())
+    cache = encoded.get("cache_states")
+    if cache is None:
+        raise ValueError("a hole weight needs a model with a scene-cache input")
+    weights = hole_weights(cache.float(), x0.shape[3], hole_weight)
+    error = (pred.float() - target.float()).square()
+    return (error * weights).sum() / (weights.sum() * x0.shape[3])
+
+
+def hole_weights(cache_states: torch.Tensor, latent_channels: int, weight: float) -> torch.Tensor:
+    """Per-cell loss weights ``(B, A, 8, 1, h, w)`` of a batch's ``cache_states``
+    ``(B, A, 8, C + 3, h, w)``: ``weight`` where the cell is uncovered (cache mask 0) or lies
+    in another car's box (its coverage share), 1 where the cache covers it. Examples whose
+    whole cache input was dropped have no holes to favour: all 1.
+
+    In the env the cache render is shown wherever it is valid, so the model's own pixels are
+    what fills the holes and draws the cars: this puts the training signal there.
+
+    Example:
+        >>> states = torch.zeros(2, 1, 8, 4 + 3, 2, 2)
+        >>> states[0, :, :, 4, 0] = 1.0  # example 0: the top row covered; example 1: dropped
+        >>> w = hole_weights(states, 4, 3.0)
+        >>> w[0, 0, 0, 0].tolist(), w[1, 0, 0, 0].tolist()
+        ([[1.0, 1.0], [3.0, 3.0]], [[1.0, 1.0], [1.0, 1.0]])
+    """
+    mask = cache_states[:, :, :, latent_channels : latent_channels + 1]
+    cars = cache_states[:, :, :, latent_channels + 1 : latent_channels + 2]
+    present = cache_states.flatten(1).abs().amax(dim=1) > 0
+    share = torch.maximum(1.0 - mask, cars).clamp(0.0, 1.0)
+    share = share * present.to(share.dtype).reshape(-1, 1, 1, 1, 1, 1)
+    return 1.0 + (weight - 1.0) * share
 
 
 def predict_velocity(

@@ -152,6 +152,11 @@ class Trainer:
         self.sees_cache = not self.trains_vae and bool(
             self.pipe.transformer.config.cache_in_channels
         )
+        if config.hole_weight != 1.0 and not self.sees_cache:
+            raise ValueError(
+                f"hole_weight {config.hole_weight} needs a transformer with a scene-cache input "
+                "(cache_in_channels > 0; --cache-input adds one)"
+            )
         self.cache_inputs: CacheInputStore | None = None
         if cache_inputs is not None and self.sees_cache:
             store = cache_inputs
@@ -393,7 +398,9 @@ class Trainer:
             cfg.sampler_timestep_share,
         )
         with self._autocast():
-            loss = diffusion_loss(self.pipe, self.model, encoded, generator, timesteps)
+            loss = diffusion_loss(
+                self.pipe, self.model, encoded, generator, timesteps, hole_weight=cfg.hole_weight
+            )
         return loss, {}
 
     def train_step(self) -> dict[str, float]:

@@ -21,6 +21,7 @@ from shareverse_env.models.training.objective import (
     diffusion_loss,
     draw_timesteps,
     encode_chunks,
+    hole_weights,
     sampler_timesteps,
 )
 from shareverse_env.models.training.trainer import open_run_pipeline, with_cache_input
@@ -107,7 +108,9 @@ def test_a_few_steps_lower_the_loss_and_move_the_cache_weights(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "knobs", [{}, {"sampler_timestep_share": 0.75, "cache_lr_scale": 10.0}], ids=["plain", "knobs"]
+    "knobs",
+    [{}, {"sampler_timestep_share": 0.75, "cache_lr_scale": 10.0, "hole_weight": 3.0}],
+    ids=["plain", "knobs"],
 )
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, knobs):
     straight = make_trainer(tmp_path / "a", 4, **knobs)
@@ -174,3 +177,56 @@ def test_the_cache_projection_gets_its_own_learning_rate(tmp_path):
         TrainConfig(cache_lr_scale=0).validate()
     plain = make_trainer(tmp_path / "plain", 1)
     assert len(plain.optimizer.param_groups) == 1
+
+
+def test_hole_weight_weighs_the_cells_the_model_draws_itself(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path / "run", 1, cache_drop=0.0)
+    _, batch = trainer._batch(0)
+    encoded = encode_chunks(trainer.pipe, batch, trainer.config, torch.Generator().manual_seed(1))
+    latent_channels = encoded["latents"].shape[3]
+    states = encoded["cache_states"].clone()
+    mask = torch.zeros_like(states[:, :, :, :1])
+    mask[..., : mask.shape[-1] // 2] = 1.0  # the left half covered, the right half a hole
+    states[:, :, :, latent_channels : latent_channels + 2] = torch.cat(
+        [mask, torch.zeros_like(mask)], dim=3
+    )
+    encoded["cache_states"] = states
+    hole = 1.0 - mask
+    # A prediction wrong by 1 in the holes only, by 2 elsewhere: the squared error is
+    # 1 in the holes and 4 on the covered half.
+    monkeypatch.setattr(
+        "shareverse_env.models.training.objective.predict_velocity",
+        lambda transformer, enc, noisy, t: (
+            trainer.pipe.scheduler.get_velocity(enc["latents"], noise, t) + 1.0 + (1.0 - hole)
+        ),
+    )
+    noise = torch.randn(encoded["latents"].shape, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([500])
+
+    def loss(weight: float) -> float:
+        return float(
+            diffusion_loss(
+                trainer.pipe, trainer.module, encoded, None, t, noise, hole_weight=weight
+            )
+        )
+
+    assert loss(1.0) == pytest.approx((1 + 4) / 2, rel=1e-4)
+    assert loss(3.0) == pytest.approx((3 * 1 + 4) / (3 + 1), rel=1e-4)  # the holes count 3×
+    # Another car's box counts as a hole even where the cache covers it.
+    states[:, :, :, latent_channels + 1 : latent_channels + 2] = 1.0
+    assert loss(3.0) == pytest.approx((3 * 1 + 3 * 4) / 6, rel=1e-4)
+    # A dropped example has nothing to favour.
+    dropped = hole_weights(torch.zeros_like(states), latent_channels, 3.0)
+    assert torch.equal(dropped, torch.ones_like(dropped))
+    encoded["cache_states"] = None
+    with pytest.raises(ValueError, match="scene-cache input"):
+        loss(3.0)
+
+
+def test_hole_weight_is_refused_without_a_cache_input(tmp_path):
+    with pytest.raises(ValueError, match="hole_weight must be at least 1"):
+        TrainConfig(hole_weight=0.5).validate()
+    pipe = open_run_pipeline(tmp_path / "run", "tiny")
+    cfg = TrainConfig(stage="stage2", steps=1, hole_weight=2.0)
+    with pytest.raises(ValueError, match="needs a transformer with a scene-cache input"):
+        Trainer(pipe, FakeData(), tmp_path / "run", cfg, progress=False)
