@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fine-tune a ShareVerse model into a cache-conditioned one (issue 15): it gets the shared
-# scene cache's render as input and learns to continue it. The shipped weights (v1) already
+# scene cache's render as input and learns to continue it. The shipped weights already
 # read the cache, so the default INIT goes on training them; INIT=<a v0-style folder> starts
 # from a model without the input (zero-initialised new weights). Synthesize training data
 # (with depth), pre-encode its chunk latents and its cache inputs once, then train stage 2
@@ -14,7 +14,8 @@
 # MINUTES (60: training budget of this call), STEPS (100000: the stage's total), BATCH (2),
 # LR (1e-4), SAMPLER_SHARE (0.75: share of timesteps at the sampler's own, t = 999 for the
 # one-step sampler), CACHE_LR_SCALE (10: learning-rate multiplier of the new cache projection),
-# INIT (the shipped weights), THREADS (torch threads), PYTHON (python3).
+# HOLE_WEIGHT (1: loss weight of the cells the model draws itself, no cache coverage or another
+# car's box), INIT (the shipped weights), THREADS (torch threads), PYTHON (python3).
 set -euo pipefail
 DATA=${1:?usage: finetune_cache.sh DATA RUN [DEVICE]}
 RUN=${2:?usage: finetune_cache.sh DATA RUN [DEVICE]}
@@ -30,6 +31,7 @@ BATCH=${BATCH:-2}
 LR=${LR:-1e-4}
 SAMPLER_SHARE=${SAMPLER_SHARE:-0.75}
 CACHE_LR_SCALE=${CACHE_LR_SCALE:-10}
+HOLE_WEIGHT=${HOLE_WEIGHT:-1}
 INIT=${INIT:-$($PY -c 'from shareverse_env.models.loading import SHIPPED_WEIGHTS; print(SHIPPED_WEIGHTS)')}
 THREADS=${THREADS:-}
 if [ -n "$THREADS" ]; then export OMP_NUM_THREADS=$THREADS; fi
@@ -44,5 +46,5 @@ shareverse-train --data "$DATA" --out "$RUN" --stage stage2 --steps "$STEPS" --i
     --cache-input --latents "$DATA/../$(basename "$DATA")_latents" \
     --cache-inputs "$DATA/../$(basename "$DATA")_cache_inputs" --batch-size "$BATCH" --lr "$LR" \
     --warmup-steps 50 --sampler-timestep-share "$SAMPLER_SHARE" --cache-lr-scale "$CACHE_LR_SCALE" \
-    --device "$DEVICE" --max-minutes "$MINUTES" --checkpoint-minutes 5 \
+    --hole-weight "$HOLE_WEIGHT" --device "$DEVICE" --max-minutes "$MINUTES" --checkpoint-minutes 5 \
     --no-progress
