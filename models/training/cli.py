@@ -136,6 +136,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="loss weight of the latent cells a cache-input model draws itself (no cache "
         "coverage, or another car's box) against 1 elsewhere",
     )
+    parser.add_argument(
+        "--lr-decay",
+        type=int,
+        nargs=2,
+        metavar=("START", "STEPS"),
+        default=(0, 0),
+        help="cosine-decay the learning rate to --lr-final of it over STEPS steps from step "
+        "START, then hold it (default: constant); may be added when resuming a run",
+    )
+    parser.add_argument(
+        "--lr-final",
+        type=float,
+        default=0.1,
+        help="with --lr-decay: the final rate as a share of --lr",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -155,6 +170,21 @@ def parse_encode_cache_args(argv: list[str] | None = None) -> argparse.Namespace
     parser.add_argument("--depth-noise", type=float, default=0.10, help="largest noise level")
     parser.add_argument("--memory-source", choices=["all", "others", "own"], default="all")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--lr-decay",
+        type=int,
+        nargs=2,
+        metavar=("START", "STEPS"),
+        default=(0, 0),
+        help="cosine-decay the learning rate to --lr-final of it over STEPS steps from step "
+        "START, then hold it (default: constant); may be added when resuming a run",
+    )
+    parser.add_argument(
+        "--lr-final",
+        type=float,
+        default=0.1,
+        help="with --lr-decay: the final rate as a share of --lr",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -220,6 +250,21 @@ def parse_encode_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="storage dtype (float32 reproduces on-the-fly encoding)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="single images per VAE call")
+    parser.add_argument(
+        "--lr-decay",
+        type=int,
+        nargs=2,
+        metavar=("START", "STEPS"),
+        default=(0, 0),
+        help="cosine-decay the learning rate to --lr-final of it over STEPS steps from step "
+        "START, then hold it (default: constant); may be added when resuming a run",
+    )
+    parser.add_argument(
+        "--lr-final",
+        type=float,
+        default=0.1,
+        help="with --lr-decay: the final rate as a share of --lr",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -334,6 +379,9 @@ def main(argv: list[str] | None = None) -> None:
         sampler_timestep_share=args.sampler_timestep_share,
         cache_lr_scale=args.cache_lr_scale,
         hole_weight=args.hole_weight,
+        lr_decay_start=args.lr_decay[0],
+        lr_decay_steps=args.lr_decay[1],
+        lr_final=args.lr_final,
     )
     if latents is not None and args.stage in VAE_STAGES:
         print(f"--latents is ignored by the {args.stage} stage (it trains the VAE itself)")

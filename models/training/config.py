@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -77,6 +78,12 @@ class TrainConfig:
     # by the cache, or in another car's box): the env shows the cache render everywhere else.
     # 1: the plain mean, as before.
     hole_weight: float = 1.0
+    # Cosine decay of the learning rate to ``lr * lr_final`` over ``lr_decay_steps`` steps from
+    # ``lr_decay_start``, then held there (0 steps: constant after warm-up, as before). A function
+    # of the step alone, so resuming, or adding a decay to a run at a later invocation, is exact.
+    lr_decay_start: int = 0
+    lr_decay_steps: int = 0
+    lr_final: float = 0.1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -109,12 +116,33 @@ class TrainConfig:
             raise ValueError(
                 f"sampler_timestep_share must be in [0, 1]; got {self.sampler_timestep_share}"
             )
+        if self.lr_decay_start < 0 or self.lr_decay_steps < 0:
+            raise ValueError(
+                "lr_decay_start and lr_decay_steps must be >= 0; got "
+                f"{self.lr_decay_start} and {self.lr_decay_steps}"
+            )
+        if not 0 <= self.lr_final <= 1:
+            raise ValueError(f"lr_final must be in [0, 1]; got {self.lr_final}")
         if not self.cache_lr_scale > 0:
             raise ValueError(f"cache_lr_scale must be > 0; got {self.cache_lr_scale}")
         if self.memory_source not in ("all", "others", "own"):
             raise ValueError(
                 f"memory_source must be all, others or own; got {self.memory_source!r}"
             )
+
+    def learning_rate(self, step: int) -> float:
+        """The schedule's rate at ``step`` (0-based): linear warm-up, then constant or cosine decay.
+
+        >>> cfg = TrainConfig(lr=1e-4, warmup_steps=0, lr_decay_start=100, lr_decay_steps=50)
+        >>> [round(cfg.learning_rate(s) * 1e5, 2) for s in (0, 100, 125, 150, 900)]
+        [10.0, 10.0, 5.5, 1.0, 1.0]
+        """
+        warm = self.warmup_steps
+        rate = self.lr * min(1.0, (step + 1) / warm) if warm else self.lr
+        if self.lr_decay_steps and step >= self.lr_decay_start:
+            progress = min(1.0, (step - self.lr_decay_start) / self.lr_decay_steps)
+            rate *= self.lr_final + (1 - self.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+        return rate
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

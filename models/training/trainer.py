@@ -313,8 +313,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _lr(self, step: int) -> float:
-        warm = self.config.warmup_steps
-        return self.config.lr * min(1.0, (step + 1) / warm) if warm else self.config.lr
+        return self.config.learning_rate(step)
 
     def _autocast(self):
         mp = self.config.mixed_precision

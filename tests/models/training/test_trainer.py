@@ -4,6 +4,7 @@ paths run."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -94,6 +95,34 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert (tmp_path / "b" / "loss_stage2.png").stat().st_size > 1000
+
+
+def test_learning_rate_warms_up_then_decays_by_cosine_and_holds() -> None:
+    cfg = TrainConfig(lr=1e-3, warmup_steps=4, lr_decay_start=10, lr_decay_steps=20, lr_final=0.2)
+    assert cfg.learning_rate(0) == pytest.approx(2.5e-4)
+    assert cfg.learning_rate(3) == cfg.learning_rate(9) == pytest.approx(1e-3)
+    assert cfg.learning_rate(20) == pytest.approx(1e-3 * (0.2 + 0.8 * 0.5))  # half-way
+    rates = [cfg.learning_rate(s) for s in range(10, 31)]
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    assert cfg.learning_rate(30) == cfg.learning_rate(10_000) == pytest.approx(2e-4)
+    assert TrainConfig(lr=1e-3, warmup_steps=0).learning_rate(10_000) == 1e-3  # no decay
+    for bad in ({"lr_decay_steps": -1}, {"lr_decay_start": -5}, {"lr_final": 1.5}):
+        with pytest.raises(ValueError, match="lr_"):
+            TrainConfig(**bad).validate()
+
+
+def test_a_decay_added_when_resuming_sets_each_groups_rate(tmp_path: Path) -> None:
+    make_trainer(tmp_path / "run", "stage2", 2).run()
+    decayed = make_trainer(
+        tmp_path / "run", "stage2", 4, lr_decay_start=2, lr_decay_steps=2, lr_final=0.1
+    )
+    assert decayed.step == 2  # the checkpoint of the constant-rate run resumes
+    decayed.run()
+    with (tmp_path / "run" / "log_stage2.csv").open() as f:
+        logged = [float(r["lr"]) for r in csv.DictReader(f)]
+    assert logged == pytest.approx([3e-3, 3e-3, 3e-3, 3e-3 * 0.55])
+    for group in decayed.optimizer.param_groups:
+        assert group["lr"] == pytest.approx(3e-3 * 0.55 * group.get("lr_scale", 1.0))
 
 
 def test_time_budget_stops_early_with_a_checkpoint_and_resume_goes_on(tmp_path: Path) -> None:

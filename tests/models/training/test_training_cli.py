@@ -132,6 +132,18 @@ def test_parallel_flag() -> None:
         parse_args([*base, "--parallel", "zero3"])
 
 
+def test_lr_decay_flags() -> None:
+    from shareverse_env.models.training.cli import parse_args
+
+    base = ["--data", "d", "--out", "o", "--stage", "stage2", "--steps", "1"]
+    plain = parse_args(base)
+    assert list(plain.lr_decay) == [0, 0] and plain.lr_final == 0.1
+    args = parse_args([*base, "--lr-decay", "7000", "1500", "--lr-final", "0.05"])
+    assert list(args.lr_decay) == [7000, 1500] and args.lr_final == 0.05
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--lr-decay", "7000"])
+
+
 def test_cache_fine_tune_from_a_store_then_the_env_runs_it(dataset: Path, tmp_path: Path) -> None:
     from shareverse_env.models.training.cache_data import CacheNoise
     from shareverse_env.models.training.cache_inputs import CacheInputStore, sequence_cache_states
