@@ -170,21 +170,6 @@ def parse_encode_cache_args(argv: list[str] | None = None) -> argparse.Namespace
     parser.add_argument("--depth-noise", type=float, default=0.10, help="largest noise level")
     parser.add_argument("--memory-source", choices=["all", "others", "own"], default="all")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument(
-        "--lr-decay",
-        type=int,
-        nargs=2,
-        metavar=("START", "STEPS"),
-        default=(0, 0),
-        help="cosine-decay the learning rate to --lr-final of it over STEPS steps from step "
-        "START, then hold it (default: constant); may be added when resuming a run",
-    )
-    parser.add_argument(
-        "--lr-final",
-        type=float,
-        default=0.1,
-        help="with --lr-decay: the final rate as a share of --lr",
-    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -250,21 +235,6 @@ def parse_encode_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="storage dtype (float32 reproduces on-the-fly encoding)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="single images per VAE call")
-    parser.add_argument(
-        "--lr-decay",
-        type=int,
-        nargs=2,
-        metavar=("START", "STEPS"),
-        default=(0, 0),
-        help="cosine-decay the learning rate to --lr-final of it over STEPS steps from step "
-        "START, then hold it (default: constant); may be added when resuming a run",
-    )
-    parser.add_argument(
-        "--lr-final",
-        type=float,
-        default=0.1,
-        help="with --lr-decay: the final rate as a share of --lr",
-    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 

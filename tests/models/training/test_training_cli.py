@@ -142,6 +142,13 @@ def test_lr_decay_flags() -> None:
     assert list(args.lr_decay) == [7000, 1500] and args.lr_final == 0.05
     with pytest.raises(SystemExit):
         parse_args([*base, "--lr-decay", "7000"])
+    # A training flag: the encoders do not take it.
+    from shareverse_env.models.training.cli import parse_encode_args, parse_encode_cache_args
+
+    encode = ["--data", "d", "--init", "small", "--out", "o", "--lr-decay", "1", "2"]
+    for parse in (parse_encode_args, parse_encode_cache_args):
+        with pytest.raises(SystemExit):
+            parse(encode)
 
 
 def test_cache_fine_tune_from_a_store_then_the_env_runs_it(dataset: Path, tmp_path: Path) -> None:
