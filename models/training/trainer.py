@@ -312,9 +312,6 @@ class Trainer:
             self.ema.restore(self.params)
 
     # ------------------------------------------------------------------ steps
-    def _lr(self, step: int) -> float:
-        return self.config.learning_rate(step)
-
     def _autocast(self):
         mp = self.config.mixed_precision
         if mp == "no":
@@ -404,7 +401,7 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         start = time.perf_counter()
-        lr = self._lr(self.step)
+        lr = self.config.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         loss, extra = self.loss_at(self.step)
