@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="CSV of the table (appended)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument(
         "--plot",
         type=Path,
@@ -115,7 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     store = CacheInputStore(args.cache_inputs)
     rows = []
     for model in args.models:
-        errors = heldout_errors(model, data, args.latents, store, args.chunks)
+        errors = heldout_errors(
+            model, data, args.latents, store, args.chunks, progress=not args.no_progress
+        )
         rows.append({"model": model, **{k: round(v, 5) for k, v in errors.items()}})
         print(
             f"{model:50s} all {errors['all']:.4f}  holes {errors['holes']:.4f}  "

@@ -65,3 +65,19 @@ def test_plot_draws_snapshots_as_a_curve_with_marks(tmp_path):
     assert out.stat().st_size > 1000
     with pytest.raises(SystemExit, match="pass --out"):
         script.plot(None, out)
+
+
+def test_cli_writes_the_table_and_no_progress_hides_the_bars(stores, tmp_path, capfd):
+    script = load_script()
+    data, latents, cache = stores
+    args = ["--data", str(data.root), "--split", "train", "--latents", str(latents)]
+    args += ["--cache-inputs", str(cache), "--models", "tiny", "--chunks", "2"]
+    table = tmp_path / "heldout.csv"
+    script.main([*args, "--out", str(table), "--no-progress"])
+    quiet = capfd.readouterr()
+    assert "tiny" in quiet.out and "holes" in quiet.out and quiet.err == ""
+    script.main([*args, "--out", str(table)])
+    assert "tiny" in capfd.readouterr().err  # the bar, when not hidden
+    rows = table.read_text().splitlines()
+    assert rows[0] == "model,all,holes,covered" and len(rows) == 3
+    assert rows[1] == rows[2]  # the same chunks and draws every run
