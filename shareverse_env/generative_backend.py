@@ -85,7 +85,10 @@ class ShareVerseBackend(Backend):
         composite: with ``scene_cache``, show the cache render wherever it is valid (other
             cars' boxes excepted) and the model's frame elsewhere; ``False`` keeps the cache
             (rendered into :attr:`last_cache_renders`) without touching the frames.
-        cache_capacity: buffers the scene cache keeps (oldest evicted first).
+        cache_capacity: buffers the scene cache keeps.
+        cache_eviction: which buffers a full scene cache drops: ``"coverage"`` (those covering
+            least of the cars' current views) or ``"oldest"`` (first in, first out; the only
+            policy before 2026-12-06, which lost the exact first frames after 4 chunks).
         cache_buffers: buffers rendered into each agent's chunk (most coverage first).
         depth_model: depth network for frames whose depth is unknown (user images, new
             content of generated frames): ``None`` (the shipped one, when installed), a weights
@@ -129,6 +132,7 @@ class ShareVerseBackend(Backend):
         scene_cache: bool = True,
         composite: bool = True,
         cache_capacity: int = 32,
+        cache_eviction: str = "coverage",
         cache_buffers: int = 4,
         depth_model: str | Path | bool | None = None,
         allow_random_full_size: bool = False,
@@ -175,6 +179,7 @@ class ShareVerseBackend(Backend):
                 pipe.rig,
                 pipe.view_hw,
                 capacity=cache_capacity,
+                eviction=cache_eviction,
                 buffers_per_agent=cache_buffers,
                 depth_estimator=depth_estimator(depth_model),
             )

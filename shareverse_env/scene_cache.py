@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,12 @@ CONTINUITY = 0.3
 
 SELECT_METHODS: tuple[str, ...] = ("coverage", "marginal", "eq3")
 """The ways :meth:`SceneCache.select` can pick buffers."""
+
+EVICTION_POLICIES: tuple[str, ...] = ("coverage", "oldest")
+"""Which buffers a full :class:`SceneCache` drops (see its ``eviction`` argument)."""
+
+EVICTION_DOWNSAMPLE = 4
+"""Resolution divisor of the coverage renders that rank buffers for eviction."""
 
 BLOCK = 8
 """Side, in source pixels, of the blocks whose bounding spheres cull points before projection."""
@@ -207,7 +214,13 @@ class SceneCache:
     Args:
         rig: the camera rig of every buffer and every rendered view.
         view_hw: ``(H, W)`` of each view (buffers are ``(2H, 2W)`` tiled frames).
-        capacity: most buffers kept; adding past it evicts the oldest added (FIFO).
+        capacity: most buffers kept; adding past it evicts buffers by ``eviction``.
+        eviction: ``"coverage"`` (default): drop the kept buffers that cover the least of the
+            cars' current views (the four views at every pose in the ``car_poses`` given with
+            the newest buffer, else at its own pose; ties: the oldest first), new buffers
+            included: one that covers nothing there is dropped at once. Later buffers usually hold only what earlier ones missed (``SceneBuffer.mask``),
+            so dropping by age would lose the bulk of the scene while its residue stays.
+            ``"oldest"``: first in, first out.
         device: torch device for the stored points and the rendering.
     """
 
@@ -216,6 +229,7 @@ class SceneCache:
         rig: CameraRig,
         view_hw: tuple[int, int],
         capacity: int = 64,
+        eviction: str = "coverage",
         device: str | torch.device = "cpu",
     ) -> None:
         height, width = (int(v) for v in view_hw)
@@ -223,9 +237,12 @@ class SceneCache:
             raise ValueError(f"view_hw must be positive; got {view_hw}")
         if int(capacity) < 1:
             raise ValueError(f"capacity must be ≥ 1; got {capacity}")
+        if eviction not in EVICTION_POLICIES:
+            raise ValueError(f"eviction must be one of {EVICTION_POLICIES}; got {eviction!r}")
         self.rig = rig
         self.view_hw = (height, width)
         self.capacity = int(capacity)
+        self.eviction = eviction
         self.device = torch.device(device)
         rays = camera_ray_directions(rig, self.view_hw, 1)
         self._rays = rays / rays[..., 2:3]  # (H, W, 3): camera-frame point per unit z-depth
@@ -246,7 +263,7 @@ class SceneCache:
         self._items.clear()
 
     def add(self, buffer: SceneBuffer, car_poses: np.ndarray | None = None) -> None:
-        """Lift ``buffer`` to world points and keep it, evicting the oldest past ``capacity``.
+        """Lift ``buffer`` to world points and keep it, evicting past ``capacity``.
 
         Args:
             buffer: the views to keep; their size must match ``view_hw``.
@@ -254,26 +271,74 @@ class SceneCache:
                 own car included, if it should be dropped too); points inside a box of
                 :data:`CAR_LENGTH` × :data:`CAR_WIDTH` × :data:`CAR_HEIGHT` (plus
                 :data:`CAR_MARGIN`) around any of them are dropped. ``None``: drop nothing.
+                Also where ``"coverage"`` eviction looks from.
 
         Everything is validated before the cache changes.
         """
-        if not isinstance(buffer, SceneBuffer):
-            raise ValueError(f"buffer must be a SceneBuffer; got {type(buffer).__name__}")
-        height, width = self.view_hw
-        if buffer.rgb.shape[:2] != (2 * height, 2 * width):
+        self.add_many([buffer], [car_poses])
+
+    def add_many(
+        self,
+        buffers: Sequence[SceneBuffer],
+        car_poses: Sequence[np.ndarray | None] | None = None,
+    ) -> None:
+        """:meth:`add` several buffers (oldest first), then evict once: the buffers of one
+        call are ranked for eviction together, from the newest buffer's ``car_poses``.
+
+        Everything is validated before the cache changes.
+
+        Example:
+            >>> import numpy as np
+            >>> from shareverse_env.geometry import CameraRig
+            >>> cache = SceneCache(CameraRig(), (16, 24), capacity=2)
+            >>> depth = np.full((32, 48), 5.0, np.float32)
+            >>> rgb = np.zeros((32, 48, 3), np.uint8)
+            >>> cache.add_many([SceneBuffer(rgb, depth, np.array([x, 0.0, 0.0]), 0, t)
+            ...                 for t, x in enumerate([0.0, 200.0, 0.5])])
+            >>> [b.time for b in cache.buffers]  # the buffer 200 m away covers least here
+            [0, 2]
+        """
+        buffers = list(buffers)
+        poses = [None] * len(buffers) if car_poses is None else list(car_poses)
+        if len(poses) != len(buffers):
             raise ValueError(
-                f"buffer.rgb must have shape {(2 * height, 2 * width, 3)} for view_hw "
-                f"{self.view_hw}; got {buffer.rgb.shape}"
+                f"car_poses must give one entry per buffer ({len(buffers)}); got {len(poses)}"
             )
-        cars = None
-        if car_poses is not None:
-            cars = check_finite_poses(car_poses, "car_poses")
-            if cars.ndim != 2:
-                raise ValueError(f"car_poses must have shape (A, 3); got {cars.shape}")
-        item = self._lift(buffer, cars)
-        self._items.append(item)
-        while len(self._items) > self.capacity:
-            self._items.popleft()
+        height, width = self.view_hw
+        cars: list[np.ndarray | None] = []
+        for i, (buffer, car) in enumerate(zip(buffers, poses, strict=True)):
+            if not isinstance(buffer, SceneBuffer):
+                raise ValueError(f"buffer must be a SceneBuffer; got {type(buffer).__name__}")
+            if buffer.rgb.shape[:2] != (2 * height, 2 * width):
+                raise ValueError(
+                    f"buffer.rgb must have shape {(2 * height, 2 * width, 3)} for view_hw "
+                    f"{self.view_hw}; got {buffer.rgb.shape} (buffer {i})"
+                )
+            if car is not None:
+                car = check_finite_poses(car, "car_poses")
+                if car.ndim != 2:
+                    raise ValueError(f"car_poses must have shape (A, 3); got {car.shape}")
+            cars.append(car)
+        if not buffers:
+            return
+        lifted = [self._lift(buffer, car) for buffer, car in zip(buffers, cars, strict=True)]
+        self._items.extend(lifted)
+        focus = cars[-1] if cars[-1] is not None else buffers[-1].pose[None]
+        self._evict(focus)
+
+    def _evict(self, focus: np.ndarray) -> None:
+        """Drop buffers past ``capacity`` by the eviction policy, seen from ``focus (P, 3)``."""
+        excess = len(self._items) - self.capacity
+        if excess <= 0:
+            return
+        if self.eviction == "oldest":
+            for _ in range(excess):
+                self._items.popleft()
+            return
+        focus = np.asarray(focus, dtype=np.float64)
+        cover = self._coverage_masks(focus, EVICTION_DOWNSAMPLE, len(focus)).mean(axis=1)
+        drop = set(np.lexsort((np.arange(len(cover)), cover))[:excess].tolist())  # least, oldest
+        self._items = deque(item for i, item in enumerate(self._items) if i not in drop)
 
     def _lift(self, buffer: SceneBuffer, cars: np.ndarray | None) -> _Lifted:
         depth = untile_views(buffer.depth[..., None])[..., 0].astype(np.float64)  # (4, H, W)

@@ -155,7 +155,10 @@ class SceneCompositor:
     Args:
         rig: the camera rig.
         view_hw: ``(H, W)`` of each view.
-        capacity: buffers the cache keeps (FIFO).
+        capacity: buffers the cache keeps.
+        eviction: which buffers a full cache drops (:data:`~shareverse_env.scene_cache.
+            EVICTION_POLICIES`): ``"coverage"``, those covering least of the cars' current
+            views; ``"oldest"``, first in, first out.
         buffers_per_agent: ``K``, the buffers rendered into each agent's chunk (top ``K`` by
             :meth:`~shareverse_env.scene_cache.SceneCache.select`).
         keyframe_stride: archive the composited frames at times divisible by this.
@@ -172,6 +175,7 @@ class SceneCompositor:
         rig: CameraRig,
         view_hw: tuple[int, int],
         capacity: int = 32,
+        eviction: str = "coverage",
         buffers_per_agent: int = 4,
         keyframe_stride: int = 7,
         depth_estimator: DepthEstimator | None = None,
@@ -186,7 +190,9 @@ class SceneCompositor:
             raise ValueError(f"feather_radius must be ≥ 0; got {feather_radius}")
         self.rig = rig
         self.view_hw = tuple(int(v) for v in view_hw)
-        self.cache = SceneCache(rig, self.view_hw, capacity=capacity, device=device)
+        self.cache = SceneCache(
+            rig, self.view_hw, capacity=capacity, eviction=eviction, device=device
+        )
         self.buffers_per_agent = int(buffers_per_agent)
         self.keyframe_stride = int(keyframe_stride)
         self.depth_estimator = depth_estimator
@@ -211,8 +217,7 @@ class SceneCompositor:
         depth = np.asarray(depth, dtype=np.float32)
         buffers = [SceneBuffer(frames[a], depth[a], poses[a], a, 0) for a in range(len(poses))]
         self.cache.clear()
-        for buffer in buffers:
-            self.cache.add(buffer, car_poses=poses)
+        self.cache.add_many(buffers, [poses] * len(buffers))
 
     def render(self, poses: np.ndarray, agents: Sequence[int]) -> list[CacheRender]:
         """The cache rendered into ``poses (n, F, 3)``, the new frames of the ``n`` ``agents``."""
@@ -313,7 +318,7 @@ class SceneCompositor:
         picked = np.stack([frames[row, keep] for row in range(len(agents))])
         estimate = self.depth_estimator(picked.reshape(-1, *picked.shape[2:]))
         estimate = estimate.reshape(*picked.shape[:2], *picked.shape[2:4])
-        added = 0
+        buffers, cars = [], []
         for row, agent in enumerate(agents):
             for j, f in enumerate(keep):
                 render = renders[row]
@@ -325,6 +330,9 @@ class SceneCompositor:
                 buffer = SceneBuffer(
                     picked[row, j], depth, poses[agent, f], int(agent), int(times[f]), mask=new
                 )
-                self.cache.add(buffer, car_poses=poses[:, f])
-                added += 1
-        return added
+                buffers.append(buffer)
+                cars.append(poses[:, f])
+        # One add for the chunk: eviction ranks the kept buffers once, from the cars' poses at
+        # the chunk's last keyframe (the last buffer's), instead of once per buffer.
+        self.cache.add_many(buffers, cars)
+        return len(buffers)

@@ -461,3 +461,27 @@ def test_a_cache_model_in_the_papers_mode_gets_the_all_zero_cache_input():
     seen.clear()
     assert not np.array_equal(paper, frames(cached))
     assert seen and all(s.any() for s in seen)
+
+
+@pytest.mark.parametrize("eviction", ["coverage", "oldest"])
+def test_a_full_scene_cache_keeps_the_exact_first_frames_by_coverage(eviction):
+    # A cache of 12 buffers overflows in the second chunk (2 first frames + up to 4 keyframes
+    # of new content per agent and chunk). First in, first out drops the exact first frames,
+    # which hold the bulk of the scene (later buffers keep only what the cache missed);
+    # ranking by what the cars see keeps them.
+    options = {"scene_cache": True, "cache_capacity": 12, "cache_eviction": eviction}
+    env = make(max_cycles=3, backend_options=options)
+    env.reset(seed=0)
+    cache = env.backend.scene.cache
+    assert cache.eviction == eviction
+    for _ in range(3):
+        env.step(drive(env))
+        assert len(cache) <= 12
+    times = [b.time for b in cache.buffers]
+    assert len(times) == 12 and max(times) > 0  # new content did enter
+    assert (times.count(0) == 2) == (eviction == "coverage"), times
+
+
+def test_an_unknown_cache_eviction_is_refused():
+    with pytest.raises(ValueError, match="eviction must be one of"):
+        make(backend_options={"scene_cache": True, "cache_eviction": "random"})

@@ -75,9 +75,14 @@ def test_module_imports_only_geometry_numpy_torch():
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             names.add(node.module)
-    assert names <= {"__future__", "collections", "dataclasses", "numpy", "torch"} | {
-        "shareverse_env.geometry"
-    }, names
+    assert names <= {
+        "__future__",
+        "collections",
+        "collections.abc",
+        "dataclasses",
+        "numpy",
+        "torch",
+    } | {"shareverse_env.geometry"}, names
 
 
 def test_car_dimensions_match_vehicles():
@@ -151,7 +156,7 @@ def test_points_on_cars_are_dropped(renderer):
 
 def test_capacity_and_fifo(frame):
     rgb, depth = frame
-    cache = SceneCache(RIG, HW, capacity=3)
+    cache = SceneCache(RIG, HW, capacity=3, eviction="oldest")
     for t in range(5):
         cache.add(_buffer(rgb[0], depth[0], POSES[0] + [t, 0.0, 0.0], agent=t % 2, time=t))
         assert len(cache) == min(t + 1, 3)
@@ -161,6 +166,58 @@ def test_capacity_and_fifo(frame):
     assert len(cache) == 0
     empty = cache.render(POSES[:1])
     assert not empty.valid.any() and np.isinf(empty.depth).all() and not empty.rgb.any()
+
+
+def test_coverage_eviction_drops_what_the_cars_cannot_see_not_the_oldest(frame):
+    rgb, depth = frame
+    far = POSES[0] + [300.0, 0.0, 0.0]  # the same views, 300 m down the road
+    kept = {}
+    for policy in scene_cache.EVICTION_POLICIES:
+        cache = SceneCache(RIG, HW, capacity=2, eviction=policy)
+        cache.add(_buffer(rgb[0], depth[0], POSES[0], time=0))
+        cache.add(_buffer(rgb[0], depth[0], far, time=1))
+        cache.add(_buffer(rgb[1], depth[1], POSES[1], agent=1, time=2), car_poses=POSES)
+        kept[policy] = [b.time for b in cache.buffers]
+    # From the cars at POSES the far buffer covers least (its sky only): it goes, not the oldest.
+    assert kept == {"coverage": [0, 2], "oldest": [1, 2]}
+    coverage = SceneCache(RIG, HW).coverage(POSES)  # an empty cache: nothing to rank
+    assert coverage.shape == (0,)
+
+
+def test_coverage_eviction_ranks_new_buffers_too_and_looks_from_the_newest(frame):
+    rgb, depth = frame
+    far = POSES[0] + [300.0, 0.0, 0.0]
+    cache = SceneCache(RIG, HW, capacity=1)
+    cache.add(_buffer(rgb[0], depth[0], POSES[0], time=0))
+    # Seen from the cars, a new buffer 300 m away covers least: it goes at once.
+    cache.add(_buffer(rgb[0], depth[0], far, time=1), car_poses=POSES)
+    assert [b.time for b in cache.buffers] == [0]
+    # Without car poses the cache looks from the new buffer's own pose: now the near one goes.
+    cache.add(_buffer(rgb[0], depth[0], far, time=2))
+    assert [b.time for b in cache.buffers] == [2]
+    # One add ranks all its buffers together: the two at POSES[0] stay, the far one goes.
+    cache = SceneCache(RIG, HW, capacity=2)
+    cache.add_many(
+        [_buffer(rgb[0], depth[0], p, time=t) for t, p in enumerate([POSES[0], far, POSES[0]])]
+    )
+    assert [b.time for b in cache.buffers] == [0, 2]
+
+
+def test_add_many_validates_everything_first(frame):
+    rgb, depth = frame
+    cache = SceneCache(RIG, HW, capacity=4)
+    cache.add(_buffer(rgb[0], depth[0], POSES[0], time=0))
+    good = _buffer(rgb[1], depth[1], POSES[1], agent=1, time=1)
+    small = SceneBuffer(rgb[0][:32, :48].copy(), depth[0][:32, :48].copy(), POSES[0], 0, 2)
+    with pytest.raises(ValueError, match=r"rgb.*\(buffer 1\)"):
+        cache.add_many([good, small])
+    with pytest.raises(ValueError, match="one entry per buffer"):
+        cache.add_many([good], [POSES, POSES])
+    with pytest.raises(ValueError, match="car_poses"):
+        cache.add_many([good, good], [POSES, np.array([[0.0, np.nan, 0.0]])])
+    assert [b.time for b in cache.buffers] == [0]
+    with pytest.raises(ValueError, match="eviction must be one of"):
+        SceneCache(RIG, HW, eviction="newest")
 
 
 def test_render_a_subset(frame):
