@@ -49,7 +49,7 @@ from .memory import SOURCES, SpatialMemory, sample_query_positions
 from .models.cache_input import NO_CACHE
 from .models.loading import load_model
 from .models.pipeline import ChunkOutput, ChunkRequest, MemoryInput, ShareVersePipeline
-from .scene_cache import CacheRender
+from .scene_cache import MAX_FOOTPRINT, CacheRender
 from .scene_composite import DepthEstimator, SceneCompositor
 from .world.town import Town
 from .world.weather import Weather
@@ -89,6 +89,9 @@ class ShareVerseBackend(Backend):
         cache_eviction: which buffers a full scene cache drops: ``"coverage"`` (those covering
             least of the cars' current views) or ``"oldest"`` (first in, first out; the only
             policy before 2026-12-06, which lost the exact first frames after 4 chunks).
+        cache_max_footprint: largest splat of the cache's renders, pixels per side (default
+            3, what the shipped model was trained on; 6 closes the gaps through faced facades,
+            see docs/scene_cache.md#splat-size).
         cache_buffers: buffers rendered into each agent's chunk (most coverage first).
         depth_model: depth network for frames whose depth is unknown (user images, new
             content of generated frames): ``None`` (the shipped one, when installed), a weights
@@ -133,6 +136,7 @@ class ShareVerseBackend(Backend):
         composite: bool = True,
         cache_capacity: int = 32,
         cache_eviction: str = "coverage",
+        cache_max_footprint: int = MAX_FOOTPRINT,
         cache_buffers: int = 4,
         depth_model: str | Path | bool | None = None,
         allow_random_full_size: bool = False,
@@ -180,6 +184,7 @@ class ShareVerseBackend(Backend):
                 pipe.view_hw,
                 capacity=cache_capacity,
                 eviction=cache_eviction,
+                max_footprint=cache_max_footprint,
                 buffers_per_agent=cache_buffers,
                 depth_estimator=depth_estimator(depth_model),
             )

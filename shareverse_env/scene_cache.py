@@ -10,8 +10,9 @@ into the cameras of planned ego poses with a pure-torch z-buffer:
   kept in blocks of :data:`BLOCK` × :data:`BLOCK` source pixels (split by depth octave) whose
   bounding spheres are tested against each target frustum first, so that a point is projected
   only into the views it can reach;
-* every point is splatted with a footprint of 1×1, 2×2 or 3×3 target pixels chosen from its
-  magnification (source depth / target depth), so that a forward move leaves no pinholes on the
+* every point is splatted with a footprint of 1×1 up to ``max_footprint`` × ``max_footprint``
+  target pixels (default :data:`MAX_FOOTPRINT`), the projected extent of its source pixel (its
+  magnification, foreshortening included), so that a forward move leaves no pinholes on the
   near road while a frame re-rendered from its own pose reproduces itself exactly;
 * the nearest depth wins, via an int32 ``scatter_reduce`` ``amin`` on the depth bits; then,
   among the candidates within :data:`RESOLVE_TOLERANCE` of that depth (the same surface), the
@@ -75,7 +76,11 @@ NEAR = 0.05
 """Points nearer than this z-depth (metres) to a target camera are not drawn."""
 
 MAX_FOOTPRINT = 3
-"""Largest splat footprint, pixels per side."""
+"""Default largest splat footprint, pixels per side (``SceneCache(max_footprint=...)``). A
+surface seen at a slant and then faced spans more target pixels per source pixel than this:
+gaps open between its splats and whatever lies behind shows through them (vertical stripes of
+sky and far facades in the side views of a car driving along a street). A cap of 6 closes them
+but magnifies near surfaces into visible blocks; docs/scene_cache.md#splat-size weighs the two."""
 
 RESOLVE_TOLERANCE: tuple[float, float] | None = (0.1, 0.1)
 """(relative, metres): candidates this close behind a pixel's nearest depth compete on footprint
@@ -221,6 +226,9 @@ class SceneCache:
             included: one that covers nothing there is dropped at once. Later buffers usually hold only what earlier ones missed (``SceneBuffer.mask``),
             so dropping by age would lose the bulk of the scene while its residue stays.
             ``"oldest"``: first in, first out.
+        max_footprint: largest splat, target pixels per side (1–16; default
+            :data:`MAX_FOOTPRINT`, 3). 6 closes the gaps in faced facades at the cost of
+            blockier near surfaces (docs/scene_cache.md#splat-size).
         device: torch device for the stored points and the rendering.
     """
 
@@ -230,6 +238,7 @@ class SceneCache:
         view_hw: tuple[int, int],
         capacity: int = 64,
         eviction: str = "coverage",
+        max_footprint: int = MAX_FOOTPRINT,
         device: str | torch.device = "cpu",
     ) -> None:
         height, width = (int(v) for v in view_hw)
@@ -239,10 +248,13 @@ class SceneCache:
             raise ValueError(f"capacity must be ≥ 1; got {capacity}")
         if eviction not in EVICTION_POLICIES:
             raise ValueError(f"eviction must be one of {EVICTION_POLICIES}; got {eviction!r}")
+        if isinstance(max_footprint, bool) or not 1 <= int(max_footprint) <= 16:
+            raise ValueError(f"max_footprint must be an integer in [1, 16]; got {max_footprint!r}")
         self.rig = rig
         self.view_hw = (height, width)
         self.capacity = int(capacity)
         self.eviction = eviction
+        self.max_footprint = int(max_footprint)
         self.device = torch.device(device)
         rays = camera_ray_directions(rig, self.view_hw, 1)
         self._rays = rays / rays[..., 2:3]  # (H, W, 3): camera-frame point per unit z-depth
@@ -558,8 +570,8 @@ class SceneCache:
         # (s, -c, 0), y axis (0, 0, -1). Projecting needs two products per point, not nine.
         cam_c, cam_s = cam[:, 0, 2], cam[:, 1, 2]
         cam_pos = cam[:, :3, 3] - origin
-        # The frustum, widened by MAX_FOOTPRINT pixels, as slopes x/z and y/z.
-        m = MAX_FOOTPRINT
+        # The frustum, widened by the largest footprint, as slopes x/z and y/z.
+        m = self.max_footprint
         x_lo, x_hi = (-m - cx) / fx, (width + m - cx) / fx
         y_lo, y_hi = (-m - cy) / fy, (height + m - cy) / fy
         shifts = [it.origin - origin for it in items]
@@ -650,8 +662,8 @@ class SceneCache:
                 u.append(pu)
                 v.append(pv)
                 depth.append(z)
-                ku.append(torch.ceil(ext_u - 0.05).clamp(1, MAX_FOOTPRINT))
-                kv.append(torch.ceil(ext_v - 0.05).clamp(1, MAX_FOOTPRINT))
+                ku.append(torch.ceil(ext_u - 0.05).clamp(1, self.max_footprint))
+                kv.append(torch.ceil(ext_v - 0.05).clamp(1, self.max_footprint))
                 point.append(ni)
             lo, hi = c0 * pixels, c1 * pixels
             if ci:
@@ -659,7 +671,9 @@ class SceneCache:
                     torch.cat(a) for a in (ci, u, v, depth, ku, kv, point)
                 )
                 size = (c1 - c0) * pixels
-                pix, e_depth, rank, extra = _footprints(ci - c0, u, v, depth, ku, kv, hw, size)
+                pix, e_depth, rank, extra = _footprints(
+                    ci - c0, u, v, depth, ku, kv, hw, size, self.max_footprint
+                )
                 valid, win = _resolve(pix, e_depth, rank, size, tolerance)
                 # The winning entry's candidate: itself, or (other footprint pixels) its source.
                 n = len(u)
@@ -822,8 +836,9 @@ def _expand(group: torch.Tensor, start: torch.Tensor, count: torch.Tensor):
     return grp, index
 
 
-def _footprints(cam, u, v, depth, ku, kv, hw, size):
-    """Entries for every target pixel of the ``ku × kv`` footprints around ``(u, v)``.
+def _footprints(cam, u, v, depth, ku, kv, hw, size, largest):
+    """Entries for every target pixel of the ``ku × kv`` footprints around ``(u, v)``
+    (``ku``, ``kv`` at most ``largest``).
 
     Returns ``(pixel, depth, rank, extra)``: candidate ``i`` has entry ``i`` (its footprint's
     top-left pixel) and the candidates ``extra`` have entries ``len(u) + j`` for their other
@@ -847,13 +862,13 @@ def _footprints(cam, u, v, depth, ku, kv, hw, size):
     # Most points are 1×1: the larger ones get entries for their other pixels, one footprint
     # shape at a time, so that each entry is a broadcast offset (no per-entry gathers).
     big = torch.nonzero(area > 1).squeeze(1)
-    shape = torch.take(ku * 4 + kv, big)
+    shape = torch.take(ku * (largest + 1) + kv, big)
     pixes, ranks, depths, cands = [pix], [rank], [depth], []
-    for a in range(1, MAX_FOOTPRINT + 1):
-        for b in range(1, MAX_FOOTPRINT + 1):
+    for a in range(1, largest + 1):
+        for b in range(1, largest + 1):
             if a * b == 1:
                 continue
-            idx = torch.take(big, torch.nonzero(shape == a * 4 + b).squeeze(1))
+            idx = torch.take(big, torch.nonzero(shape == a * (largest + 1) + b).squeeze(1))
             if not len(idx):
                 continue
             grid_u = torch.arange(a, device=u.device, dtype=u.dtype).repeat(b)[1:]

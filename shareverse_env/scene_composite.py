@@ -50,6 +50,7 @@ from .scene_cache import (
     CAR_LENGTH,
     CAR_MARGIN,
     CAR_WIDTH,
+    MAX_FOOTPRINT,
     CacheRender,
     SceneBuffer,
     SceneCache,
@@ -159,6 +160,8 @@ class SceneCompositor:
         eviction: which buffers a full cache drops (:data:`~shareverse_env.scene_cache.
             EVICTION_POLICIES`): ``"coverage"``, those covering least of the cars' current
             views; ``"oldest"``, first in, first out.
+        max_footprint: largest splat of the cache's renders, pixels per side
+            (:class:`~shareverse_env.scene_cache.SceneCache`).
         buffers_per_agent: ``K``, the buffers rendered into each agent's chunk (top ``K`` by
             :meth:`~shareverse_env.scene_cache.SceneCache.select`).
         keyframe_stride: archive the composited frames at times divisible by this.
@@ -176,6 +179,7 @@ class SceneCompositor:
         view_hw: tuple[int, int],
         capacity: int = 32,
         eviction: str = "coverage",
+        max_footprint: int = MAX_FOOTPRINT,
         buffers_per_agent: int = 4,
         keyframe_stride: int = 7,
         depth_estimator: DepthEstimator | None = None,
@@ -191,7 +195,12 @@ class SceneCompositor:
         self.rig = rig
         self.view_hw = tuple(int(v) for v in view_hw)
         self.cache = SceneCache(
-            rig, self.view_hw, capacity=capacity, eviction=eviction, device=device
+            rig,
+            self.view_hw,
+            capacity=capacity,
+            eviction=eviction,
+            max_footprint=max_footprint,
+            device=device,
         )
         self.buffers_per_agent = int(buffers_per_agent)
         self.keyframe_stride = int(keyframe_stride)

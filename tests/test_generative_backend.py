@@ -485,3 +485,14 @@ def test_a_full_scene_cache_keeps_the_exact_first_frames_by_coverage(eviction):
 def test_an_unknown_cache_eviction_is_refused():
     with pytest.raises(ValueError, match="eviction must be one of"):
         make(backend_options={"scene_cache": True, "cache_eviction": "random"})
+
+
+def test_the_splat_size_option_reaches_the_cache_and_is_checked():
+    assert make().backend.scene.cache.max_footprint == 3  # what the shipped model saw in training
+    env = make(backend_options={"cache_max_footprint": 6})
+    assert env.backend.scene.cache.max_footprint == 6
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step(drive(env))
+    assert infos["agent_0"]["frames"].shape == (NEW_FRAMES_PER_CHUNK, *FRAME)
+    with pytest.raises(ValueError, match="max_footprint must be an integer"):
+        make(backend_options={"cache_max_footprint": 0})
