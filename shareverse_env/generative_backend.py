@@ -89,9 +89,9 @@ class ShareVerseBackend(Backend):
         cache_eviction: which buffers a full scene cache drops: ``"coverage"`` (those covering
             least of the cars' current views) or ``"oldest"`` (first in, first out; the only
             policy before 2026-12-06, which lost the exact first frames after 4 chunks).
-        cache_max_footprint: largest splat of the cache's renders, pixels per side (default
-            3, what the shipped model was trained on; 6 closes the gaps through faced facades,
-            see docs/scene_cache.md#splat-size).
+        cache_max_footprint: largest splat of the cache's renders in pixels, an integer or a
+            ``(width, height)`` pair (default 6 × 3; 3 × 3, the cap the shipped model was
+            trained with, before 2026-12-06; see docs/scene_cache.md#splat-size).
         cache_buffers: buffers rendered into each agent's chunk (most coverage first).
         depth_model: depth network for frames whose depth is unknown (user images, new
             content of generated frames): ``None`` (the shipped one, when installed), a weights
@@ -136,7 +136,7 @@ class ShareVerseBackend(Backend):
         composite: bool = True,
         cache_capacity: int = 32,
         cache_eviction: str = "coverage",
-        cache_max_footprint: int = MAX_FOOTPRINT,
+        cache_max_footprint: int | tuple[int, int] = MAX_FOOTPRINT,
         cache_buffers: int = 4,
         depth_model: str | Path | bool | None = None,
         allow_random_full_size: bool = False,

@@ -10,8 +10,8 @@ into the cameras of planned ego poses with a pure-torch z-buffer:
   kept in blocks of :data:`BLOCK` × :data:`BLOCK` source pixels (split by depth octave) whose
   bounding spheres are tested against each target frustum first, so that a point is projected
   only into the views it can reach;
-* every point is splatted with a footprint of 1×1 up to ``max_footprint`` × ``max_footprint``
-  target pixels (default :data:`MAX_FOOTPRINT`), the projected extent of its source pixel (its
+* every point is splatted with a footprint of 1×1 up to ``max_footprint`` target pixels
+  (default :data:`MAX_FOOTPRINT`, 6 wide × 3 high), the projected extent of its source pixel (its
   magnification, foreshortening included), so that a forward move leaves no pinholes on the
   near road while a frame re-rendered from its own pose reproduces itself exactly;
 * the nearest depth wins, via an int32 ``scatter_reduce`` ``amin`` on the depth bits; then,
@@ -75,12 +75,32 @@ CAR_MARGIN = 0.15
 NEAR = 0.05
 """Points nearer than this z-depth (metres) to a target camera are not drawn."""
 
-MAX_FOOTPRINT = 3
-"""Default largest splat footprint, pixels per side (``SceneCache(max_footprint=...)``). A
-surface seen at a slant and then faced spans more target pixels per source pixel than this:
-gaps open between its splats and whatever lies behind shows through them (vertical stripes of
-sky and far facades in the side views of a car driving along a street). A cap of 6 closes them
-but magnifies near surfaces into visible blocks; docs/scene_cache.md#splat-size weighs the two."""
+MAX_FOOTPRINT: tuple[int, int] = (6, 3)
+"""Default largest splat ``(width, height)`` in target pixels (``SceneCache(max_footprint=...)``).
+A facade seen at a slant and then faced spans several target pixels across per source pixel;
+a narrower cap leaves gaps between its splats through which whatever lies behind shows
+(vertical stripes of sky and far facades in the side views of a car driving along a street).
+Taller splats, on the other hand, draw the near road, magnified most in height, as blocks.
+3 × 3 until 2026-12-06; docs/scene_cache.md#splat-size has the measurements."""
+
+
+def footprint_caps(max_footprint: int | Sequence[int]) -> tuple[int, int]:
+    """``(width, height)`` caps from an integer (both) or a pair, each in [1, 16].
+
+    Example:
+        >>> footprint_caps(4), footprint_caps((6, 3))
+        ((4, 4), (6, 3))
+    """
+    caps = (max_footprint,) * 2 if not isinstance(max_footprint, tuple | list) else max_footprint
+    if len(caps) != 2 or not all(
+        isinstance(c, int | np.integer) and not isinstance(c, bool) and 1 <= c <= 16 for c in caps
+    ):
+        raise ValueError(
+            "max_footprint must be an integer in [1, 16] or a (width, height) pair of them; "
+            f"got {max_footprint!r}"
+        )
+    return int(caps[0]), int(caps[1])
+
 
 RESOLVE_TOLERANCE: tuple[float, float] | None = (0.1, 0.1)
 """(relative, metres): candidates this close behind a pixel's nearest depth compete on footprint
@@ -226,9 +246,10 @@ class SceneCache:
             included: one that covers nothing there is dropped at once. Later buffers usually hold only what earlier ones missed (``SceneBuffer.mask``),
             so dropping by age would lose the bulk of the scene while its residue stays.
             ``"oldest"``: first in, first out.
-        max_footprint: largest splat, target pixels per side (1–16; default
-            :data:`MAX_FOOTPRINT`, 3). 6 closes the gaps in faced facades at the cost of
-            blockier near surfaces (docs/scene_cache.md#splat-size).
+        max_footprint: largest splat in target pixels, an integer for both sides or a
+            ``(width, height)`` pair, each 1–16 (default :data:`MAX_FOOTPRINT`, 6 × 3): wide
+            enough to close faced facades, low enough not to draw the near road as blocks
+            (docs/scene_cache.md#splat-size).
         device: torch device for the stored points and the rendering.
     """
 
@@ -238,7 +259,7 @@ class SceneCache:
         view_hw: tuple[int, int],
         capacity: int = 64,
         eviction: str = "coverage",
-        max_footprint: int = MAX_FOOTPRINT,
+        max_footprint: int | tuple[int, int] = MAX_FOOTPRINT,
         device: str | torch.device = "cpu",
     ) -> None:
         height, width = (int(v) for v in view_hw)
@@ -248,13 +269,13 @@ class SceneCache:
             raise ValueError(f"capacity must be ≥ 1; got {capacity}")
         if eviction not in EVICTION_POLICIES:
             raise ValueError(f"eviction must be one of {EVICTION_POLICIES}; got {eviction!r}")
-        if isinstance(max_footprint, bool) or not 1 <= int(max_footprint) <= 16:
-            raise ValueError(f"max_footprint must be an integer in [1, 16]; got {max_footprint!r}")
+        caps = footprint_caps(max_footprint)
         self.rig = rig
         self.view_hw = (height, width)
         self.capacity = int(capacity)
         self.eviction = eviction
-        self.max_footprint = int(max_footprint)
+        self.max_footprint: tuple[int, int] = caps
+        """Largest splat ``(width, height)`` in target pixels."""
         self.device = torch.device(device)
         rays = camera_ray_directions(rig, self.view_hw, 1)
         self._rays = rays / rays[..., 2:3]  # (H, W, 3): camera-frame point per unit z-depth
@@ -571,7 +592,7 @@ class SceneCache:
         cam_c, cam_s = cam[:, 0, 2], cam[:, 1, 2]
         cam_pos = cam[:, :3, 3] - origin
         # The frustum, widened by the largest footprint, as slopes x/z and y/z.
-        m = self.max_footprint
+        m = max(self.max_footprint)
         x_lo, x_hi = (-m - cx) / fx, (width + m - cx) / fx
         y_lo, y_hi = (-m - cy) / fy, (height + m - cy) / fy
         shifts = [it.origin - origin for it in items]
@@ -662,8 +683,8 @@ class SceneCache:
                 u.append(pu)
                 v.append(pv)
                 depth.append(z)
-                ku.append(torch.ceil(ext_u - 0.05).clamp(1, self.max_footprint))
-                kv.append(torch.ceil(ext_v - 0.05).clamp(1, self.max_footprint))
+                ku.append(torch.ceil(ext_u - 0.05).clamp(1, self.max_footprint[0]))
+                kv.append(torch.ceil(ext_v - 0.05).clamp(1, self.max_footprint[1]))
                 point.append(ni)
             lo, hi = c0 * pixels, c1 * pixels
             if ci:
@@ -672,7 +693,7 @@ class SceneCache:
                 )
                 size = (c1 - c0) * pixels
                 pix, e_depth, rank, extra = _footprints(
-                    ci - c0, u, v, depth, ku, kv, hw, size, self.max_footprint
+                    ci - c0, u, v, depth, ku, kv, hw, size, max(self.max_footprint)
                 )
                 valid, win = _resolve(pix, e_depth, rank, size, tolerance)
                 # The winning entry's candidate: itself, or (other footprint pixels) its source.

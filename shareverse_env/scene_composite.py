@@ -160,8 +160,8 @@ class SceneCompositor:
         eviction: which buffers a full cache drops (:data:`~shareverse_env.scene_cache.
             EVICTION_POLICIES`): ``"coverage"``, those covering least of the cars' current
             views; ``"oldest"``, first in, first out.
-        max_footprint: largest splat of the cache's renders, pixels per side
-            (:class:`~shareverse_env.scene_cache.SceneCache`).
+        max_footprint: largest splat of the cache's renders, an integer or a ``(width,
+            height)`` pair (:class:`~shareverse_env.scene_cache.SceneCache`).
         buffers_per_agent: ``K``, the buffers rendered into each agent's chunk (top ``K`` by
             :meth:`~shareverse_env.scene_cache.SceneCache.select`).
         keyframe_stride: archive the composited frames at times divisible by this.
@@ -179,7 +179,7 @@ class SceneCompositor:
         view_hw: tuple[int, int],
         capacity: int = 32,
         eviction: str = "coverage",
-        max_footprint: int = MAX_FOOTPRINT,
+        max_footprint: int | tuple[int, int] = MAX_FOOTPRINT,
         buffers_per_agent: int = 4,
         keyframe_stride: int = 7,
         depth_estimator: DepthEstimator | None = None,

@@ -488,9 +488,11 @@ def test_an_unknown_cache_eviction_is_refused():
 
 
 def test_the_splat_size_option_reaches_the_cache_and_is_checked():
-    assert make().backend.scene.cache.max_footprint == 3  # what the shipped model saw in training
-    env = make(backend_options={"cache_max_footprint": 6})
-    assert env.backend.scene.cache.max_footprint == 6
+    assert make().backend.scene.cache.max_footprint == (6, 3)
+    env = make(
+        backend_options={"cache_max_footprint": 3}
+    )  # the cap of the shipped model's training
+    assert env.backend.scene.cache.max_footprint == (3, 3)
     env.reset(seed=0)
     _, _, _, _, infos = env.step(drive(env))
     assert infos["agent_0"]["frames"].shape == (NEW_FRAMES_PER_CHUNK, *FRAME)

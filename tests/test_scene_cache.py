@@ -218,9 +218,11 @@ def test_add_many_validates_everything_first(frame):
     assert [b.time for b in cache.buffers] == [0]
     with pytest.raises(ValueError, match="eviction must be one of"):
         SceneCache(RIG, HW, eviction="newest")
-    for bad in (0, 17, True):
+    for bad in (0, 17, True, (6,), (6, 0), (6.0, 3)):
         with pytest.raises(ValueError, match="max_footprint must be an integer"):
             SceneCache(RIG, HW, max_footprint=bad)
+    assert SceneCache(RIG, HW, max_footprint=[4, 2]).max_footprint == (4, 2)
+    assert SceneCache(RIG, HW).max_footprint == scene_cache.MAX_FOOTPRINT == (6, 3)
 
 
 def test_render_a_subset(frame):
@@ -360,9 +362,10 @@ def test_a_facade_seen_at_a_slant_shows_nothing_behind_it_when_faced_with_larger
     across, and the splats must close over it (no sky or far points between them, few holes).
 
     Measured on these views (share of the facade's pixels above the horizon that show something
-    over 1.3× farther / stay uncovered): with footprints capped at 3 px (the default),
-    10 m 1.7 % / 7.4 %, 14 m 12.5 % / 4.2 %, 18 m 28.6 % / 13.0 %; capped at 4, 18 m 19.3 % /
-    9.9 %; at the cap of 6, 0 % / 0 % at 10 and 14 m, 0.8 % / 3.4 % at 18 m.
+    over 1.3× farther / stay uncovered): with footprints capped at 3 × 3 (the default until
+    2026-12-06), 10 m 1.7 % / 7.4 %, 14 m 12.5 % / 4.2 %, 18 m 28.6 % / 13.0 %; at 4 × 4, 18 m
+    19.3 % / 9.9 %; at 6 × 6 and at the default 6 wide × 3 high, 0 % / 0 % at 10 and 14 m and
+    0.8 % / 3.4 % at 18 m (the gaps are across, so the height cap does not matter here).
     """
     town = flat_town([building(30.0, 14.0, 12.0, 6.0, 12.0)])  # its facade along y = 8 m
     renderer = Renderer(town, "clear_noon", view_hw=HW)
@@ -374,26 +377,30 @@ def test_a_facade_seen_at_a_slant_shows_nothing_behind_it_when_faced_with_larger
     facade[HW[0] // 2 :] = False  # above the horizon: the wall, not the road
     assert facade.sum() > 100
     shares = {}
-    for largest in (3, 6):
-        cache = SceneCache(RIG, HW, max_footprint=largest)
+    for largest in (3, 6, None):
+        cache = (
+            SceneCache(RIG, HW) if largest is None else SceneCache(RIG, HW, max_footprint=largest)
+        )
         cache.add(_buffer(first.rgb[0, 0], first.depth[0, 0], start[0]))
         out = cache.render(moved)
         depth = untile_views(out.depth[0][..., None])[2, ..., 0]  # the left view
         valid = untile_views(out.valid[0][..., None])[2, ..., 0]
         behind = facade & valid & (depth > 1.3 * exact)
         shares[largest] = (behind.sum() / facade.sum(), (facade & ~valid).sum() / facade.sum())
-    assert shares[6][0] < 0.02 and shares[6][1] < 0.05
-    assert sum(shares[3]) > sum(shares[6])  # the default cap leaves gaps there
+    for closed in (shares[6], shares[None]):  # None: the default, 6 × 3
+        assert closed[0] < 0.02 and closed[1] < 0.05
+    assert sum(shares[3]) > sum(shares[None])  # the old cap left gaps there
 
 
 def test_own_view_wins_over_a_coarser_buffer_of_the_same_surfaces(renderer, frame):
     """A buffer 6 m behind also covers this pose; the frame's own buffer still wins its pixels
     (finest footprint, then nearest the pixel centre, among candidates within the depth
-    tolerance). Measured: 91.4 % of the covered pixels identical (the rest: near the horizon,
-    where one pixel spans tens of metres of depth and the far buffer is nearer by > 10 %, and
-    along silhouettes). With ``max_footprint=6``, 86.3 %: the far buffer's larger splats reach
-    half a source pixel past an edge and, being nearer, win over the background there (the
-    extra mismatches, 312 pixels, all lie within 3 px of a depth edge)."""
+    tolerance). Measured: 91.4 % of the covered pixels identical with splats capped at 3 × 3
+    (the rest: near the horizon, where one pixel spans tens of metres of depth and the far
+    buffer is nearer by > 10 %, and along silhouettes). With 6 × 6, 86.3 %: the far buffer's
+    larger splats reach half a source pixel past an edge and, being nearer, win over the
+    background there (the extra mismatches, 312 pixels, all lie within 3 px of a depth
+    edge). At the default 6 × 3, 90.4 %."""
     rgb, depth = frame
     back = POSES.copy()
     back[0, 0] -= 6.0

@@ -45,7 +45,7 @@ import torch
 
 from shareverse_env.cache_guide import cache_guide
 from shareverse_env.geometry import CHUNK_FRAMES, CameraRig
-from shareverse_env.scene_cache import SceneBuffer
+from shareverse_env.scene_cache import MAX_FOOTPRINT, SceneBuffer
 from shareverse_env.scene_composite import SceneCompositor
 
 from ..cache_input import CacheGuide
@@ -95,6 +95,7 @@ def chunk_cache_guide(
     rng: np.random.Generator,
     noise: CacheNoise | None = None,
     memory_source: str = "all",
+    max_footprint: int | tuple[int, int] = MAX_FOOTPRINT,
 ) -> CacheGuide:
     """The cache input of every agent for the chunk of a sequence starting at ``start``.
 
@@ -109,6 +110,7 @@ def chunk_cache_guide(
         noise: the noise settings (default :class:`CacheNoise`); ``max_level=0`` for exact
             depth.
         memory_source: the memory the chunk retrieves (as in training).
+        max_footprint: the largest splat of the renders (the env's default).
     """
     noise = noise or CacheNoise()
     noise.validate()
@@ -120,7 +122,12 @@ def chunk_cache_guide(
     picked = {(a, start) for a in range(agents)}
     picked |= {(int(a), int(t)) for a, t in zip(who.ravel(), when.ravel(), strict=True)}
     scene = SceneCompositor(
-        rig, view_hw, capacity=len(picked), buffers_per_agent=noise.buffers, depth_estimator=None
+        rig,
+        view_hw,
+        capacity=len(picked),
+        max_footprint=max_footprint,
+        buffers_per_agent=noise.buffers,
+        depth_estimator=None,
     )
     for a, t in sorted(picked, key=lambda p: (p[1], p[0])):  # oldest first, as the env adds
         level = rng.uniform(0.0, noise.max_level) * (1.0 + (start - t) / noise.age_frames)

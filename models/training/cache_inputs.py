@@ -6,7 +6,7 @@ as much as a training step. ``shareverse-train encode-cache`` does it once for e
 start on a grid, so a CPU step costs what it cost before the cache input:
 
     CACHE/cache_inputs.json         manifest: VAE identity, dataset identity, stride, noise, seed,
-                                    memory source, shapes
+                                    memory source, splat caps, shapes
     CACHE/<seq_id>.safetensors      states (A, S, 8, Cc, h, w) float16 for the starts 0, s, 2s, …
                                     metadata sequence, source_sha256, num_frames, start_stride
 
@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from shareverse_env.data.reader import SequenceDataset
 from shareverse_env.files import atomic_file, exclusive_writer
+from shareverse_env.scene_cache import MAX_FOOTPRINT, footprint_caps
 
 from ..cache_input import cache_states
 from .batches import chunk_starts
@@ -57,8 +58,18 @@ FORMAT_VERSION = 1
 MANIFEST = "cache_inputs.json"
 
 
+LEGACY_MAX_FOOTPRINT = [3, 3]
+"""The splat caps of stores whose manifest does not say (built before 2026-12-06)."""
+
+
 def _manifest(
-    pipe: Any, data: SequenceDataset, stride: int, noise: CacheNoise, seed: int, source: str
+    pipe: Any,
+    data: SequenceDataset,
+    stride: int,
+    noise: CacheNoise,
+    seed: int,
+    source: str,
+    caps: tuple[int, int],
 ) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
@@ -69,6 +80,7 @@ def _manifest(
         "noise": asdict(noise),
         "seed": seed,
         "memory_source": source,
+        "max_footprint": list(caps),
         "channels": int(pipe.vae.config.latent_channels) + 3,
         "latent_hw": list(pipe.latent_hw),
     }
@@ -80,6 +92,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     manifest = dict(read_json(folder / MANIFEST))
     if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
         raise ValueError(f"{folder / MANIFEST} is not a {FORMAT_NAME} v{FORMAT_VERSION} manifest")
+    manifest.setdefault("max_footprint", LEGACY_MAX_FOOTPRINT)
     return manifest
 
 
@@ -93,13 +106,14 @@ def sequence_cache_states(
     index: int,
     noise: CacheNoise,
     source: str = "all",
+    max_footprint: int | tuple[int, int] = MAX_FOOTPRINT,
 ) -> torch.Tensor:
     """``(A, S, 8, Cc, h, w)`` float32 cache inputs of one sequence at ``starts``."""
     out = []
     for start in starts:
         rng = np.random.default_rng([seed, index, start])
         guide = chunk_cache_guide(
-            frames, depth, poses, start, pipe.rig, pipe.view_hw, rng, noise, source
+            frames, depth, poses, start, pipe.rig, pipe.view_hw, rng, noise, source, max_footprint
         )
         with torch.no_grad():
             out.append(cache_states(guide, pipe.encode_frames).float().cpu())
@@ -116,12 +130,14 @@ def build_cache_inputs(
     noise: CacheNoise | None = None,
     seed: int = 0,
     memory_source: str = "all",
+    max_footprint: int | tuple[int, int] = MAX_FOOTPRINT,
     progress: bool = True,
 ) -> BuildReport:
     """Render and encode the cache input of every chunk start of ``data_root/split`` into ``out``.
 
     Needs the dataset's depth. Resumable and checked like the latent cache: a folder built
-    with another VAE, dataset, stride, noise, seed or memory source is refused.
+    with another VAE, dataset, stride, noise, seed, memory source or splat caps
+    (``max_footprint``, the env's by default) is refused.
     """
     noise = noise or CacheNoise()
     noise.validate()
@@ -132,8 +148,10 @@ def build_cache_inputs(
     data = SequenceDataset(data_root, split, frames_only=False)
     if len(data) == 0:
         raise ValueError(f"no complete sequences in {Path(data_root) / split}")
-    manifest = _manifest(pipe, data, start_stride, noise, seed, memory_source)
-    keys = ("start_stride", "noise", "seed", "memory_source", "channels", "latent_hw")
+    caps = footprint_caps(max_footprint)
+    manifest = _manifest(pipe, data, start_stride, noise, seed, memory_source, caps)
+    keys = ("start_stride", "noise", "seed", "memory_source", "max_footprint", "channels")
+    keys += ("latent_hw",)
     with exclusive_writer(out, "cache-input store"):
         prepare_build_folder(out, MANIFEST, manifest, _read_manifest, keys, "cache-input store")
         report = BuildReport(out)
@@ -147,7 +165,16 @@ def build_cache_inputs(
             seq = data[index]
             starts = chunk_starts(seq.frames.shape[1], 0, start_stride)
             states = sequence_cache_states(
-                pipe, seq.frames, seq.depth, seq.poses, starts, seed, index, noise, memory_source
+                pipe,
+                seq.frames,
+                seq.depth,
+                seq.poses,
+                starts,
+                seed,
+                index,
+                noise,
+                memory_source,
+                caps,
             )
             metadata = {
                 "sequence": seq_id,

@@ -169,6 +169,15 @@ def parse_encode_cache_args(argv: list[str] | None = None) -> argparse.Namespace
     parser.add_argument("--seed", type=int, default=0, help="seeds each chunk's depth noise")
     parser.add_argument("--depth-noise", type=float, default=0.10, help="largest noise level")
     parser.add_argument("--memory-source", choices=["all", "others", "own"], default="all")
+    parser.add_argument(
+        "--max-footprint",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("WIDTH", "HEIGHT"),
+        help="largest splat of the cache renders, pixels (default: the env's, 6 3; stores built "
+        "before 2026-12-06 used 3 3)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
@@ -177,6 +186,7 @@ def parse_encode_cache_args(argv: list[str] | None = None) -> argparse.Namespace
 def encode_cache_main(argv: list[str] | None = None) -> None:
     """``shareverse-train encode-cache``: build or complete a cache-input store."""
     from shareverse_env.files import FolderBusyError
+    from shareverse_env.scene_cache import MAX_FOOTPRINT
 
     from ..loading import is_pipeline_folder, load_model
     from .cache_data import CacheNoise
@@ -197,6 +207,9 @@ def encode_cache_main(argv: list[str] | None = None) -> None:
             noise=CacheNoise(max_level=args.depth_noise),
             seed=args.seed,
             memory_source=args.memory_source,
+            max_footprint=MAX_FOOTPRINT
+            if args.max_footprint is None
+            else tuple(args.max_footprint),
             progress=not args.no_progress,
         )
     except (ValueError, FolderBusyError) as err:

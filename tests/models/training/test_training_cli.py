@@ -204,3 +204,28 @@ def test_cache_fine_tune_from_a_store_then_the_env_runs_it(dataset: Path, tmp_pa
     env.reset(seed=0)
     obs, *_ = env.step({a: np.array([8.0, 0.0, 0.0], np.float32) for a in env.agents})
     assert all(o.shape == (64, 96, 3) for o in obs.values())
+
+
+def test_cache_input_stores_record_their_splat_caps(dataset: Path, tmp_path: Path) -> None:
+    import json
+
+    from shareverse_env.models.training.cache_inputs import CacheInputStore
+
+    base = tmp_path / "base"
+    load_model("tiny").save_pretrained(base)
+    store = tmp_path / "store"
+    encode = ["encode-cache", "--data", str(dataset), "--init", str(base), "--out", str(store)]
+    train_main([*encode, "--no-progress"])
+    manifest_path = store / "cache_inputs.json"
+    assert json.loads(manifest_path.read_text())["max_footprint"] == [6, 3]  # the env's default
+    # A store written before the caps were recorded was rendered at 3 × 3: read as such, it is
+    # refused for a build at another cap and completed at its own.
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["max_footprint"]
+    manifest_path.write_text(json.dumps(manifest))
+    assert CacheInputStore(store).manifest["max_footprint"] == [3, 3]
+    with pytest.raises(SystemExit, match="max_footprint"):
+        train_main([*encode, "--no-progress"])
+    train_main([*encode, "--no-progress", "--max-footprint", "3", "3"])
+    with pytest.raises(SystemExit):
+        train_main([*encode, "--no-progress", "--max-footprint", "6"])
