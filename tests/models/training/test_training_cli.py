@@ -151,17 +151,24 @@ def test_lr_decay_flags() -> None:
             parse(encode)
 
 
+def encode_tiny_cache_inputs(dataset: Path, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A tiny random pipeline saved as ``base``, and its cache-input store of ``dataset`` built
+    with ``shareverse-train encode-cache``; returns (base, store, the encode command)."""
+    base = tmp_path / "base"
+    load_model("tiny").save_pretrained(base)
+    store = tmp_path / "cache_inputs"
+    encode = ["encode-cache", "--data", str(dataset), "--init", str(base), "--out", str(store)]
+    train_main([*encode, "--no-progress"])
+    return base, store, encode
+
+
 def test_cache_fine_tune_from_a_store_then_the_env_runs_it(dataset: Path, tmp_path: Path) -> None:
     from shareverse_env.models.training.cache_data import CacheNoise
     from shareverse_env.models.training.cache_inputs import CacheInputStore, sequence_cache_states
 
     from shareverse_env.data.reader import SequenceDataset
 
-    base = tmp_path / "base"
-    load_model("tiny").save_pretrained(base)
-    store = tmp_path / "cache_inputs"
-    encode = ["encode-cache", "--data", str(dataset), "--init", str(base), "--out", str(store)]
-    train_main([*encode, "--no-progress"])
+    base, store, encode = encode_tiny_cache_inputs(dataset, tmp_path)
     # Exactly the inputs rendered on the fly for the same seed (float16 storage).
     data = SequenceDataset(dataset, "train", frames_only=False)
     seq = data[0]
@@ -211,11 +218,7 @@ def test_cache_input_stores_record_their_splat_caps(dataset: Path, tmp_path: Pat
 
     from shareverse_env.models.training.cache_inputs import CacheInputStore
 
-    base = tmp_path / "base"
-    load_model("tiny").save_pretrained(base)
-    store = tmp_path / "store"
-    encode = ["encode-cache", "--data", str(dataset), "--init", str(base), "--out", str(store)]
-    train_main([*encode, "--no-progress"])
+    _, store, encode = encode_tiny_cache_inputs(dataset, tmp_path)
     manifest_path = store / "cache_inputs.json"
     assert json.loads(manifest_path.read_text())["max_footprint"] == [6, 3]  # the env's default
     # A store written before the caps were recorded was rendered at 3 × 3: read as such, it is
