@@ -243,8 +243,9 @@ class SceneCache:
         eviction: ``"coverage"`` (default): drop the kept buffers that cover the least of the
             cars' current views (the four views at every pose in the ``car_poses`` given with
             the newest buffer, else at its own pose; ties: the oldest first), new buffers
-            included: one that covers nothing there is dropped at once. Later buffers usually hold only what earlier ones missed (``SceneBuffer.mask``),
-            so dropping by age would lose the bulk of the scene while its residue stays.
+            included: one that covers nothing there is dropped at once. Later buffers usually
+            hold only what earlier ones missed (``SceneBuffer.mask``), so dropping by age
+            would lose the bulk of the scene while its residue stays.
             ``"oldest"``: first in, first out.
         max_footprint: largest splat in target pixels, an integer for both sides or a
             ``(width, height)`` pair, each 1–16 (default :data:`MAX_FOOTPRINT`, 6 × 3): wide
@@ -591,10 +592,10 @@ class SceneCache:
         # (s, -c, 0), y axis (0, 0, -1). Projecting needs two products per point, not nine.
         cam_c, cam_s = cam[:, 0, 2], cam[:, 1, 2]
         cam_pos = cam[:, :3, 3] - origin
-        # The frustum, widened by the largest footprint, as slopes x/z and y/z.
-        m = max(self.max_footprint)
-        x_lo, x_hi = (-m - cx) / fx, (width + m - cx) / fx
-        y_lo, y_hi = (-m - cy) / fy, (height + m - cy) / fy
+        # The frustum, widened by the largest footprint on each axis, as slopes x/z and y/z.
+        mu, mv = self.max_footprint
+        x_lo, x_hi = (-mu - cx) / fx, (width + mu - cx) / fx
+        y_lo, y_hi = (-mv - cy) / fy, (height + mv - cy) / fy
         shifts = [it.origin - origin for it in items]
 
         # Point candidates: the (camera, block) pairs whose bounding sphere meets the frustum.
@@ -666,7 +667,7 @@ class SceneCache:
                 x, y = s * dx - c * dy, tz - torch.take(p_z, ni)
                 zc = z.clamp(min=NEAR)
                 pu, pv = fx * x / zc + cx, fy * y / zc + cy
-                keep = (z > NEAR) & (pu > -m) & (pu < width + m) & (pv > -m) & (pv < height + m)
+                keep = (z > NEAR) & (pu > -mu) & (pu < width + mu) & (pv > -mv) & (pv < height + mv)
                 sel = torch.nonzero(keep).squeeze(1)
                 cp, ni, c, s, x, y, z, pu, pv = (
                     torch.take(a, sel) for a in (cp, ni, c, s, x, y, z, pu, pv)
@@ -693,7 +694,7 @@ class SceneCache:
                 )
                 size = (c1 - c0) * pixels
                 pix, e_depth, rank, extra = _footprints(
-                    ci - c0, u, v, depth, ku, kv, hw, size, max(self.max_footprint)
+                    ci - c0, u, v, depth, ku, kv, hw, size, self.max_footprint
                 )
                 valid, win = _resolve(pix, e_depth, rank, size, tolerance)
                 # The winning entry's candidate: itself, or (other footprint pixels) its source.
@@ -857,9 +858,9 @@ def _expand(group: torch.Tensor, start: torch.Tensor, count: torch.Tensor):
     return grp, index
 
 
-def _footprints(cam, u, v, depth, ku, kv, hw, size, largest):
+def _footprints(cam, u, v, depth, ku, kv, hw, size, caps):
     """Entries for every target pixel of the ``ku × kv`` footprints around ``(u, v)``
-    (``ku``, ``kv`` at most ``largest``).
+    (``ku``, ``kv`` at most ``caps = (width, height)``).
 
     Returns ``(pixel, depth, rank, extra)``: candidate ``i`` has entry ``i`` (its footprint's
     top-left pixel) and the candidates ``extra`` have entries ``len(u) + j`` for their other
@@ -883,13 +884,14 @@ def _footprints(cam, u, v, depth, ku, kv, hw, size, largest):
     # Most points are 1×1: the larger ones get entries for their other pixels, one footprint
     # shape at a time, so that each entry is a broadcast offset (no per-entry gathers).
     big = torch.nonzero(area > 1).squeeze(1)
-    shape = torch.take(ku * (largest + 1) + kv, big)
+    widest, tallest = caps
+    shape = torch.take(ku * (tallest + 1) + kv, big)
     pixes, ranks, depths, cands = [pix], [rank], [depth], []
-    for a in range(1, largest + 1):
-        for b in range(1, largest + 1):
+    for a in range(1, widest + 1):
+        for b in range(1, tallest + 1):
             if a * b == 1:
                 continue
-            idx = torch.take(big, torch.nonzero(shape == a * (largest + 1) + b).squeeze(1))
+            idx = torch.take(big, torch.nonzero(shape == a * (tallest + 1) + b).squeeze(1))
             if not len(idx):
                 continue
             grid_u = torch.arange(a, device=u.device, dtype=u.dtype).repeat(b)[1:]

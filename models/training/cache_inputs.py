@@ -150,8 +150,9 @@ def build_cache_inputs(
         raise ValueError(f"no complete sequences in {Path(data_root) / split}")
     caps = footprint_caps(max_footprint)
     manifest = _manifest(pipe, data, start_stride, noise, seed, memory_source, caps)
-    keys = ("start_stride", "noise", "seed", "memory_source", "max_footprint", "channels")
-    keys += ("latent_hw",)
+    keys = (
+        "start_stride", "noise", "seed", "memory_source", "max_footprint", "channels", "latent_hw"
+    )  # fmt: skip
     with exclusive_writer(out, "cache-input store"):
         prepare_build_folder(out, MANIFEST, manifest, _read_manifest, keys, "cache-input store")
         report = BuildReport(out)

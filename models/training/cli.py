@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from shareverse_env.scene_cache import MAX_FOOTPRINT
+
 from .config import PARALLEL, STAGES, VAE_STAGES, TrainConfig
 from .trainer import Trainer, finish_distributed, open_run_pipeline, with_cache_input
 
@@ -173,10 +175,10 @@ def parse_encode_cache_args(argv: list[str] | None = None) -> argparse.Namespace
         "--max-footprint",
         type=int,
         nargs=2,
-        default=None,
+        default=list(MAX_FOOTPRINT),
         metavar=("WIDTH", "HEIGHT"),
-        help="largest splat of the cache renders, pixels (default: the env's, 6 3; stores built "
-        "before 2026-12-06 used 3 3)",
+        help="largest splat of the cache renders, pixels (default: the env's, %(default)s; "
+        "stores built before 2026-12-06 used 3 3)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
@@ -186,7 +188,6 @@ def parse_encode_cache_args(argv: list[str] | None = None) -> argparse.Namespace
 def encode_cache_main(argv: list[str] | None = None) -> None:
     """``shareverse-train encode-cache``: build or complete a cache-input store."""
     from shareverse_env.files import FolderBusyError
-    from shareverse_env.scene_cache import MAX_FOOTPRINT
 
     from ..loading import is_pipeline_folder, load_model
     from .cache_data import CacheNoise
@@ -207,9 +208,7 @@ def encode_cache_main(argv: list[str] | None = None) -> None:
             noise=CacheNoise(max_level=args.depth_noise),
             seed=args.seed,
             memory_source=args.memory_source,
-            max_footprint=MAX_FOOTPRINT
-            if args.max_footprint is None
-            else tuple(args.max_footprint),
+            max_footprint=tuple(args.max_footprint),
             progress=not args.no_progress,
         )
     except (ValueError, FolderBusyError) as err:
