@@ -42,7 +42,7 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
 def measure(config: str, agents: int, chunks: int, steps: int | None) -> dict[str, float]:
     from shareverse_env.models.pipeline import MemoryInput, ShareVersePipeline
 
-    from shareverse_env.geometry import plan_chunk
+    from shareverse_env.core.geometry import plan_chunk
 
     pipe = ShareVersePipeline.from_config_name(config, seed=0)
     steps = steps or pipe.num_inference_steps

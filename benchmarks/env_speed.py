@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import shareverse_env
-from shareverse_env.geometry import NEW_FRAMES_PER_CHUNK
+from shareverse_env.core.geometry import NEW_FRAMES_PER_CHUNK
 
 
 def peak_rss_mib() -> float:

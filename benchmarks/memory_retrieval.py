@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from shareverse_env.geometry import MEMORY_FRAMES, NEW_FRAMES_PER_CHUNK
+from shareverse_env.core.geometry import MEMORY_FRAMES, NEW_FRAMES_PER_CHUNK
 from shareverse_env.memory import SpatialMemory
 
 ENTRY_SHAPE = (16, 8, 12)

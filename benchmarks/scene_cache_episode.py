@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import shareverse_env
-from shareverse_env.geometry import plan_chunk
+from shareverse_env.core.geometry import plan_chunk
 
 
 def rss_mb() -> float:

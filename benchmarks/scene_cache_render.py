@@ -31,8 +31,8 @@ import time
 import numpy as np
 import torch
 
-from shareverse_env.geometry import CameraRig, plan_chunk
-from shareverse_env.scene_cache import SELECT_METHODS, SceneBuffer, SceneCache
+from shareverse_env.core.geometry import CameraRig, plan_chunk
+from shareverse_env.scene.cache import SELECT_METHODS, SceneBuffer, SceneCache
 
 HW = (64, 96)
 

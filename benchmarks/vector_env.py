@@ -5,7 +5,7 @@
 
 Both sides run the same generative model (random weights of the named config; speed does not
 depend on their values) with 2 agents per world. "batched" is a
-:class:`~shareverse_env.vector.ShareVerseVectorEnv` of B envs: every step generates all B worlds'
+:class:`~shareverse_env.envs.vector.ShareVerseVectorEnv` of B envs: every step generates all B worlds'
 chunks in one ``generate_batch`` call (one DiT forward per denoising step; the VAE runs world by
 world). "separate" is B :class:`ShareVerseParallelEnv` stepped one
 after the other (sharing the loaded model). Each config runs in its own process. A warm-up step
@@ -44,7 +44,7 @@ def measure(
     from shareverse_env.models.loading import load_model
 
     import shareverse_env
-    from shareverse_env.vector import ShareVerseVectorEnv
+    from shareverse_env.envs.vector import ShareVerseVectorEnv
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

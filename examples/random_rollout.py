@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import shareverse_env
 from shareverse_env.backends import backend_names
-from shareverse_env.scenarios import SCENARIOS
+from shareverse_env.world.scenarios import SCENARIOS
 from shareverse_env.world.weather import WEATHERS
 
 

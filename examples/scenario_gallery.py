@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 import shareverse_env
-from shareverse_env.scenarios import SCENARIOS
+from shareverse_env.world.scenarios import SCENARIOS
 from shareverse_env.world.weather import WEATHERS
 
 

@@ -1,7 +1,14 @@
 """The ShareVerse model: denoiser, VAE helpers, sampler and loading (``shareverse_env.models``)."""
 
-from .configs import MODEL_SPECS, ModelSpec, build_scheduler, build_transformer, build_vae, get_spec
-from .transformer import MemoryContext, ShareVerseBlock, ShareVerseTransformer
+from shareverse_env.models.configs import (
+    MODEL_SPECS,
+    ModelSpec,
+    build_scheduler,
+    build_transformer,
+    build_vae,
+    get_spec,
+)
+from shareverse_env.models.transformer import MemoryContext, ShareVerseBlock, ShareVerseTransformer
 
 __all__ = [
     "MODEL_SPECS",

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from diffusers.models.embeddings import apply_rotary_emb
-
-from .rope import Rope
+from shareverse_env.models.rope import Rope
 
 
 def project_qkv(

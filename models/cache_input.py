@@ -1,6 +1,6 @@
 """The scene-cache input of a cache-conditioned ShareVerse model (GEN3C-style conditioning).
 
-The shared 3D scene cache (:mod:`shareverse_env.scene_cache`) is rendered into every camera of
+The shared 3D scene cache (:mod:`shareverse_env.scene.cache`) is rendered into every camera of
 every agent's planned chunk. A model built with ``cache_in_channels > 0`` sees that render, so
 it continues the cache instead of inventing a town. Per latent frame of the chunk it gets
 ``latent_channels + 3`` channels:
@@ -41,13 +41,13 @@ Example (one agent, a half-covered tiny chunk, a stand-in "VAE" that averages 8Ã
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shareverse_env.geometry import CHUNK_FRAMES
+from shareverse_env.core.cache_guide import CacheGuide
+from shareverse_env.core.geometry import CHUNK_FRAMES
 
 EXTRA_CHANNELS = 3
 """Channels besides the render's latent: cache mask, car coverage, car nearness."""
@@ -56,31 +56,6 @@ SPATIAL_FACTOR = 8
 TEMPORAL_FACTOR = 4
 HOLE_GREY = 128
 """Fill of uncovered pixels before encoding: mid-grey is 0 in the VAE's [-1, 1] input."""
-
-
-class NoCache:
-    """The cache input of "nothing is known": all zeros, which is exactly what training shows
-    a cache model for its dropped examples (``cache_drop``). Pass :data:`NO_CACHE` as a
-    request's ``cache`` to run a cache-conditioned model without a scene cache, as the
-    paper's mode (``scene_cache=False``) does.
-
-    >>> NO_CACHE
-    NO_CACHE
-    """
-
-    _instance: NoCache | None = None
-
-    def __new__(cls) -> NoCache:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "NO_CACHE"
-
-
-NO_CACHE = NoCache()
-"""The one :class:`NoCache`."""
 
 
 def empty_cache_states(agents: int, channels: int, latent_hw: tuple[int, int]) -> torch.Tensor:
@@ -96,51 +71,6 @@ def empty_cache_states(agents: int, channels: int, latent_hw: tuple[int, int]) -
 def cache_in_channels(latent_channels: int) -> int:
     """``cache_in_channels`` of a transformer whose VAE has ``latent_channels``."""
     return latent_channels + EXTRA_CHANNELS
-
-
-def car_nearness(depth: np.ndarray) -> np.ndarray:
-    """Per-pixel nearness ``1 / max(z, 1)`` of car pixels (``z`` metric, ``inf`` off any car)."""
-    depth = np.asarray(depth, dtype=np.float32)
-    with np.errstate(divide="ignore"):
-        return np.where(np.isfinite(depth), 1.0 / np.maximum(depth, 1.0), 0.0).astype(np.float32)
-
-
-@dataclass
-class CacheGuide:
-    """Pixel-space cache input of one world's chunk, per agent and frame.
-
-    ``rgb`` ``(N, 29, 2H, 2W, 3)`` uint8: the cache render (row 0: the conditioning frame);
-    ``valid`` ``(N, 29, 2H, 2W)`` bool: where the render holds the cache; ``cars``
-    ``(N, 29, 2H, 2W)`` float32 in [0, 1]: nearness of the other agents' cars
-    (:func:`car_nearness`; 0 where there is none).
-    """
-
-    rgb: np.ndarray
-    valid: np.ndarray
-    cars: np.ndarray
-
-    def __post_init__(self) -> None:
-        rgb, valid, cars = self.rgb, self.valid, self.cars
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 5:
-            raise ValueError(
-                f"cache rgb must be uint8 (agents, {CHUNK_FRAMES}, H, W, 3); got "
-                f"{getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}"
-            )
-        if rgb.shape[1] != CHUNK_FRAMES or rgb.shape[-1] != 3:
-            raise ValueError(
-                f"cache rgb must be (agents, {CHUNK_FRAMES}, H, W, 3); got {rgb.shape}"
-            )
-        if not isinstance(valid, np.ndarray) or valid.dtype != bool or valid.shape != rgb.shape[:4]:
-            raise ValueError(
-                f"cache valid must be bool {rgb.shape[:4]}; got "
-                f"{getattr(valid, 'dtype', type(valid))} {getattr(valid, 'shape', '')}"
-            )
-        if not isinstance(cars, np.ndarray) or cars.shape != rgb.shape[:4]:
-            raise ValueError(
-                f"cache cars must be float {rgb.shape[:4]}; got {getattr(cars, 'shape', cars)}"
-            )
-        if not np.isfinite(cars).all() or cars.min(initial=0) < 0 or cars.max(initial=0) > 1:
-            raise ValueError("cache cars must hold finite nearness values in [0, 1]")
 
 
 def _group_frames(x: torch.Tensor) -> list[torch.Tensor]:

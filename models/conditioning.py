@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from shareverse_env.geometry import CHUNK_FRAMES, latent_frame_count
+from shareverse_env.core.geometry import CHUNK_FRAMES, latent_frame_count
 
 CHUNK_LATENT_FRAMES = latent_frame_count(CHUNK_FRAMES)
 """Latent frames of one generated chunk (29 frames → 8)."""

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
-
-from .transformer import ShareVerseTransformer
+from shareverse_env.models.transformer import ShareVerseTransformer
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ import torch
 from diffusers.models.attention_processor import Attention, CogVideoXAttnProcessor2_0
 from diffusers.models.normalization import CogVideoXLayerNormZero
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
+from shareverse_env.models.attention import attend, project_qkv
+from shareverse_env.models.rope import Rope
 from torch import nn
-
-from .attention import attend, project_qkv
-from .rope import Rope
 
 
 class CrossAgentAttention(nn.Module):

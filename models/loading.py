@@ -30,13 +30,12 @@ import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from shareverse_env.models.configs import SCHEDULER_CONFIG, get_spec
+from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.transformer import ShareVerseTransformer
 
-from shareverse_env.files import atomic_folder
-from shareverse_env.geometry import CameraRig
-
-from .configs import SCHEDULER_CONFIG, get_spec
-from .pipeline import ShareVersePipeline
-from .transformer import ShareVerseTransformer
+from shareverse_env.core.files import atomic_folder
+from shareverse_env.core.geometry import CameraRig
 
 PIPELINE_FILE = "pipeline.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -302,7 +301,7 @@ def load_model(
     Traceback (most recent call last):
     ValueError: model='cogvideox-5b-i2v' would build a randomly initialised ...
     """
-    from .configs import MODEL_SPECS
+    from shareverse_env.models.configs import MODEL_SPECS
 
     if isinstance(model, ShareVersePipeline):
         return model.to(device)

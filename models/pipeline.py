@@ -11,26 +11,26 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
+from shareverse_env.models.cache_input import cache_states, empty_cache_states
+from shareverse_env.models.conditioning import (
+    CHUNK_LATENT_FRAMES,
+    ChunkConditioning,
+    pad_image_latents,
+    transformer_in_channels,
+)
+from shareverse_env.models.configs import build_scheduler, build_transformer, build_vae, get_spec
+from shareverse_env.models.transformer import MemoryContext, ShareVerseTransformer
+from shareverse_env.models.vae import decode_chunk, encode_images
 from tqdm.auto import tqdm
 
-from shareverse_env.geometry import (
+from shareverse_env.core.cache_guide import CacheGuide, NoCache
+from shareverse_env.core.geometry import (
     CHUNK_FRAMES,
     CameraRig,
     check_finite_poses,
     pack_raymaps,
     raymaps,
 )
-
-from .cache_input import CacheGuide, NoCache, cache_states, empty_cache_states
-from .conditioning import (
-    CHUNK_LATENT_FRAMES,
-    ChunkConditioning,
-    pad_image_latents,
-    transformer_in_channels,
-)
-from .configs import build_scheduler, build_transformer, build_vae, get_spec
-from .transformer import MemoryContext, ShareVerseTransformer
-from .vae import decode_chunk, encode_images
 
 SPATIAL_FACTOR = 8
 
@@ -119,7 +119,7 @@ class ShareVersePipeline:
     Example (random tiny model, two agents driving straight):
 
     >>> import numpy as np
-    >>> from shareverse_env.geometry import plan_chunk
+    >>> from shareverse_env.core.geometry import plan_chunk
     >>> pipe = ShareVersePipeline.from_config_name("tiny", seed=0)
     >>> images = np.zeros((2, *pipe.frame_shape), dtype=np.uint8)
     >>> poses = np.stack([plan_chunk(np.zeros(3), np.array([8.0, 0, 0]))] * 2)
@@ -188,14 +188,14 @@ class ShareVersePipeline:
     ) -> ShareVersePipeline:
         """Load a folder written by :meth:`save_pretrained` (safetensors + JSON only), then move
         it to ``device`` / ``dtype``; see :func:`~shareverse_env.models.loading.load_pipeline`."""
-        from .loading import load_pipeline
+        from shareverse_env.models.loading import load_pipeline
 
         return load_pipeline(folder, device=device, dtype=dtype)
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
         """Write transformer, VAE, scheduler and ``pipeline.json`` atomically to ``folder``;
         see :func:`~shareverse_env.models.loading.save_pipeline`."""
-        from .loading import save_pipeline
+        from shareverse_env.models.loading import save_pipeline
 
         save_pipeline(self, folder)
 
@@ -355,7 +355,7 @@ class ShareVersePipeline:
 
         Example (two worlds, one and two agents):
 
-        >>> from shareverse_env.geometry import plan_chunk
+        >>> from shareverse_env.core.geometry import plan_chunk
         >>> pipe = ShareVersePipeline.from_config_name("tiny", seed=0)
         >>> def world(agents, seed):
         ...     images = np.zeros((agents, *pipe.frame_shape), dtype=np.uint8)

@@ -29,12 +29,11 @@ from diffusers.models.transformers.cogvideox_transformer_3d import (
     CogVideoXBlock,
     CogVideoXTransformer3DModel,
 )
+from shareverse_env.models.attention import attend, project_qkv
+from shareverse_env.models.cross_agent import CrossAgentAttention
+from shareverse_env.models.raymap_encoder import RaymapEncoder
+from shareverse_env.models.rope import Rope, cross_agent_positions, rope_table
 from torch import nn
-
-from .attention import attend, project_qkv
-from .cross_agent import CrossAgentAttention
-from .raymap_encoder import RaymapEncoder
-from .rope import Rope, cross_agent_positions, rope_table
 
 KeyValue = tuple[torch.Tensor, torch.Tensor]
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from shareverse_env.core.geometry import NEW_FRAMES_PER_CHUNK
 from shareverse_env.data import SequenceDataset
 from shareverse_env.evaluation.quality import dataset_rig, rollout
 from shareverse_env.evaluation.report import sample_columns
 from shareverse_env.evaluation.variants import VARIANTS, build_pipelines
-from shareverse_env.geometry import NEW_FRAMES_PER_CHUNK
 
 
 def parse_args() -> argparse.Namespace:

@@ -46,22 +46,22 @@ mkdir -p "$RUN"
 echo "== data: $SEQUENCES sequences (seed $SEED) and the evaluation set, $WORKERS workers"
 export OMP_NUM_THREADS=1 # the renderer's workers: one thread each
 if [[ $EVAL_SEQUENCES != 0 ]]; then
-  $PY -m shareverse_env.data.cli generate --out "$DATA/eval" --sequences "$EVAL_SEQUENCES" \
+  $PY -m shareverse_env.cli.data generate --out "$DATA/eval" --sequences "$EVAL_SEQUENCES" \
     --towns 4 --seed 1000 --val-fraction 0.5 --workers "$WORKERS" --quiet
 fi
-$PY -m shareverse_env.data.cli generate --out "$DATA/main" --sequences "$SEQUENCES" \
+$PY -m shareverse_env.cli.data generate --out "$DATA/main" --sequences "$SEQUENCES" \
   --towns "$TOWNS" --seed "$SEED" --workers "$WORKERS" --quiet
 unset OMP_NUM_THREADS
 
 echo "== latents: $DATA/main with the VAE of $INIT ($(date +%T), ${SECONDS}s)"
-$PY -m shareverse_env.models.training.cli encode --data "$DATA/main" --init "$INIT" \
+$PY -m shareverse_env.cli.train encode --data "$DATA/main" --init "$INIT" \
   --out "$RUN/latents" --device "$DEVICE" --no-progress
 
 common=(--out "$RUN" --init "$INIT" --steps 1000000 --device "$DEVICE" --mixed-precision "$MP"
   --checkpoint-minutes 2 --no-progress)
 if [[ $DECODER_MIN != 0 ]]; then
   echo "== decoder: $DECODER_MIN min, batch $DECODER_BATCH clips ($(date +%T), ${SECONDS}s)"
-  $PY -m shareverse_env.models.training.cli --data "$DATA/main" --stage decoder \
+  $PY -m shareverse_env.cli.train --data "$DATA/main" --stage decoder \
     --max-minutes "$DECODER_MIN" --batch-size "$DECODER_BATCH" --lr 1e-4 --warmup-steps 50 \
     --ema-decay 0.998 --vae-gradient-weight "$DECODER_GRADIENT" "${common[@]}"
 fi
@@ -72,7 +72,7 @@ if [[ $DEADLINE_S != 0 ]]; then
   minutes=$($PY -c "print(max(0.05, min($STAGE2_MIN, ($DEADLINE_S - $SECONDS - 90) / 60)))")
 fi
 echo "== stage2: $minutes min, batch $BATCH, lr $LR ($(date +%T), ${SECONDS}s)"
-$PY -m shareverse_env.models.training.cli --data "$DATA/main" --latents "$RUN/latents" \
+$PY -m shareverse_env.cli.train --data "$DATA/main" --latents "$RUN/latents" \
   --stage stage2 --max-minutes "$minutes" --batch-size "$BATCH" --lr "$LR" --warmup-steps 100 \
   "${common[@]}"
 

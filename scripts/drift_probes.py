@@ -25,12 +25,12 @@ import torch
 from shareverse_env.models.loading import load_model
 from tqdm import tqdm
 
+from shareverse_env.backends.generative import ShareVerseBackend
+from shareverse_env.core.geometry import CHUNK_FRAMES, NEW_FRAMES_PER_CHUNK
 from shareverse_env.data import SequenceDataset
 from shareverse_env.evaluation.floors import gaussian_blur
 from shareverse_env.evaluation.metrics import psnr
 from shareverse_env.evaluation.quality import PSNR_CAP_DB
-from shareverse_env.generative_backend import ShareVerseBackend
-from shareverse_env.geometry import CHUNK_FRAMES, NEW_FRAMES_PER_CHUNK
 
 
 def add_pixel_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

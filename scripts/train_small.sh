@@ -42,7 +42,7 @@ train() {
   local stage=$1 minutes=$2 batch=$3 lr=$4
   shift 4
   echo "== $stage: ${minutes} min, batch $batch, lr $lr ($(date +%T), ${SECONDS}s)"
-  $PY -m shareverse_env.models.training.cli --data "$@" --out "$RUN" --stage "$stage" \
+  $PY -m shareverse_env.cli.train --data "$@" --out "$RUN" --stage "$stage" \
     --steps 1000000 --max-minutes "$minutes" --batch-size "$batch" --lr "$lr" \
     --warmup-steps 100 --device "$DEVICE" --mixed-precision "$MP" --checkpoint-minutes 1 \
     --init small --no-progress
@@ -50,9 +50,9 @@ train() {
 
 echo "== data: VAE images, then $SEQUENCES sequences with $WORKERS workers in the background"
 export OMP_NUM_THREADS=1  # the renderer's workers: one thread each
-$PY -m shareverse_env.data.cli generate --out "$DATA/vae" --sequences "$VAE_SEQUENCES" --towns 8 --seed 1 \
+$PY -m shareverse_env.cli.data generate --out "$DATA/vae" --sequences "$VAE_SEQUENCES" --towns 8 --seed 1 \
   --workers "$WORKERS" --quiet
-$PY -m shareverse_env.data.cli generate --out "$DATA/main" --sequences "$SEQUENCES" \
+$PY -m shareverse_env.cli.data generate --out "$DATA/main" --sequences "$SEQUENCES" \
   --towns "$TOWNS" --seed 0 --workers "$WORKERS" --quiet &
 GENERATOR=$!
 unset OMP_NUM_THREADS
@@ -63,7 +63,7 @@ echo "== data ready (${SECONDS}s)"
 CACHE=()
 if [[ $LATENTS == 1 ]]; then
   echo "== latents: encoding $DATA/main with the VAE of $RUN ($(date +%T), ${SECONDS}s)"
-  $PY -m shareverse_env.models.training.cli encode --data "$DATA/main" --init "$RUN" \
+  $PY -m shareverse_env.cli.train encode --data "$DATA/main" --init "$RUN" \
     --out "$RUN/latents" --device "$DEVICE" --no-progress
   CACHE=(--latents "$RUN/latents")
 fi

@@ -6,7 +6,7 @@ Entry points:
   28 new frames per agent: a 33-frame window of 4 memory frames, the conditioning frame and 28
   new ones).
 * :func:`env` — the same env as an AEC env (``pettingzoo.utils.parallel_to_aec``, each action
-  checked when it is given: :mod:`shareverse_env.aec`).
+  checked when it is given: :mod:`shareverse_env.envs.aec`).
 * ``pettingzoo.make("parallel", "shareverse/ShareVerse-v0")`` (or ``"aec"``) through PettingZoo's
   registry, once ``shareverse_env`` is imported.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .env import ACTION_HIGH, ACTION_LOW, EnvConfig, ShareVerseParallelEnv
+from shareverse_env.envs.parallel import ACTION_HIGH, ACTION_LOW, EnvConfig, ShareVerseParallelEnv
 
 __version__ = "0.1.0"
 
@@ -36,7 +36,7 @@ def parallel_env(**kwargs: Any) -> ShareVerseParallelEnv:
 
 def env(**kwargs: Any):
     """The AEC version of :func:`parallel_env` (same keywords)."""
-    from .aec import aec_env
+    from shareverse_env.envs.aec import aec_env
 
     return aec_env(parallel_env(**kwargs))
 

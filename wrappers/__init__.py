@@ -24,16 +24,16 @@ Example:
     (4, 32, 48, 3)
 """
 
-from .base import FrameTransformWrapper
-from .dict_observation import DictObservation
-from .episode_statistics import RecordEpisodeStatistics
-from .frame_stack import StackChunkFrames
-from .grayscale import GrayscaleObservation
-from .meta_actions import META_ACTIONS, MetaActions
-from .record_video import RecordVideo, capped_cubic_schedule
-from .resize import ResizeObservation
-from .select_views import SelectViews
-from .single_agent import SingleAgentEnv
+from shareverse_env.wrappers.base import FrameTransformWrapper
+from shareverse_env.wrappers.dict_observation import DictObservation
+from shareverse_env.wrappers.episode_statistics import RecordEpisodeStatistics
+from shareverse_env.wrappers.frame_stack import StackChunkFrames
+from shareverse_env.wrappers.grayscale import GrayscaleObservation
+from shareverse_env.wrappers.meta_actions import META_ACTIONS, MetaActions
+from shareverse_env.wrappers.record_video import RecordVideo, capped_cubic_schedule
+from shareverse_env.wrappers.resize import ResizeObservation
+from shareverse_env.wrappers.select_views import SelectViews
+from shareverse_env.wrappers.single_agent import SingleAgentEnv
 
 __all__ = [
     "META_ACTIONS",

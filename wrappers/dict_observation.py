@@ -59,8 +59,8 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
-from shareverse_env.geometry import FPS, world_to_ego, wrap_angle
-from shareverse_env.routes import Route
+from shareverse_env.core.geometry import FPS, world_to_ego, wrap_angle
+from shareverse_env.world.routes import Route
 
 
 class DictObservation(BaseParallelWrapper):

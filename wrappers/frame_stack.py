@@ -31,7 +31,7 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
-from shareverse_env.geometry import NEW_FRAMES_PER_CHUNK
+from shareverse_env.core.geometry import NEW_FRAMES_PER_CHUNK
 
 
 class StackChunkFrames(BaseParallelWrapper):

@@ -17,8 +17,7 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
-
-from .base import FrameTransformWrapper, image_space
+from shareverse_env.wrappers.base import FrameTransformWrapper, image_space
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """BT.601 weights of R, G and B."""

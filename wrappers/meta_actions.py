@@ -47,7 +47,7 @@ from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from shareverse_env.policies.expert import shareverse_unwrapped
 from shareverse_env.policies.tracking import CHUNK_SECONDS, MAX_TURN_PER_CHUNK, route_action
-from shareverse_env.routes import Route, extend_forward, lane_route, turn_at
+from shareverse_env.world.routes import Route, extend_forward, lane_route, turn_at
 from shareverse_env.world.town import RoadNetwork
 
 META_ACTIONS: tuple[str, ...] = ("keep_lane", "turn_left", "turn_right", "slow_down", "stop")

@@ -27,8 +27,7 @@ from functools import lru_cache
 import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
-
-from .base import FrameTransformWrapper, image_space
+from shareverse_env.wrappers.base import FrameTransformWrapper, image_space
 
 
 @lru_cache(maxsize=32)

@@ -3,7 +3,7 @@
 The env tiles the views as ``[[front, rear], [left, right]]``. ``SelectViews(env, views)`` cuts
 the chosen views out and lays them side by side, left to right in the order given: one view is
 that view (``(H, W, 3)``), two are ``(H, 2W, 3)``, and so on. View names are those of
-:data:`shareverse_env.geometry.VIEW_NAMES`.
+:data:`shareverse_env.core.geometry.VIEW_NAMES`.
 
 Wrap the env itself (or wrappers that keep the tiled RGB frame): the wrapper checks that it gets
 ``(2H, 2W, 3)`` uint8 frames.
@@ -26,10 +26,9 @@ from collections.abc import Sequence
 import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
+from shareverse_env.wrappers.base import FrameTransformWrapper, image_space
 
-from shareverse_env.geometry import VIEW_NAMES
-
-from .base import FrameTransformWrapper, image_space
+from shareverse_env.core.geometry import VIEW_NAMES
 
 
 class SelectViews(FrameTransformWrapper):

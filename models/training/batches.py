@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from shareverse_env.geometry import CHUNK_FRAMES, MEMORY_FRAMES
+from shareverse_env.core.geometry import CHUNK_FRAMES, MEMORY_FRAMES
 from shareverse_env.memory import SpatialMemory, sample_query_positions
 
 

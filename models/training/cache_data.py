@@ -2,7 +2,7 @@
 
 At inference the env's scene cache holds the episode's first frames with their exact depth and
 keyframes of the frames generated since, lifted with a depth network's estimate, and the model
-sees it rendered into its planned cameras (:mod:`shareverse_env.cache_guide`). A training chunk
+sees it rendered into its planned cameras (:mod:`shareverse_env.scene.guide`). A training chunk
 gets the same input, built from what the dataset knows at the chunk's start:
 
 - the **buffers**: every agent's conditioning frame (the chunk's frame 0) and the memory frames
@@ -12,10 +12,10 @@ gets the same input, built from what the dataset knows at the chunk's start:
   uniformly up to :attr:`CacheNoise.max_level` (10 %) and grown with the buffer's age
   (``× (1 + age / age_frames)``: older keyframes were estimated from frames further from the
   truth);
-- the **render**: the same compositor as the env's (:class:`~shareverse_env.scene_composite.
+- the **render**: the same compositor as the env's (:class:`~shareverse_env.scene.composite.
   SceneCompositor`, the same buffer selection and splatting) into each agent's 28 new frames,
   turned into a :class:`~shareverse_env.models.cache_input.CacheGuide` by the env's own
-  :func:`~shareverse_env.cache_guide.cache_guide`;
+  :func:`~shareverse_env.scene.guide.cache_guide`;
 - the **drop**: for :attr:`CacheNoise.drop` of the examples (15 %), the whole cache input is
   zeros, so the model still generates where nothing is known. The drop is drawn per step by
   :func:`drop_cache` (a latent cache of inputs keeps one noise draw per chunk start).
@@ -25,7 +25,7 @@ Every draw comes from a ``numpy`` generator seeded by the caller, so an input is
 Example (a tiny dataset of the test suite's kind is built the same way):
 
     >>> import numpy as np
-    >>> from shareverse_env.geometry import CameraRig
+    >>> from shareverse_env.core.geometry import CameraRig
     >>> rig, hw, a, f = CameraRig(), (16, 24), 2, 40
     >>> frames = np.full((a, f, 32, 48, 3), 120, np.uint8)
     >>> depth = np.full((a, f, 32, 48), np.inf, np.float32); depth[:, :, 16:] = 6.0
@@ -42,14 +42,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from shareverse_env.models.training.batches import retrieve_memory
 
-from shareverse_env.cache_guide import cache_guide
-from shareverse_env.geometry import CHUNK_FRAMES, CameraRig
-from shareverse_env.scene_cache import MAX_FOOTPRINT, SceneBuffer
-from shareverse_env.scene_composite import SceneCompositor
-
-from ..cache_input import CacheGuide
-from .batches import retrieve_memory
+from shareverse_env.core.cache_guide import CacheGuide
+from shareverse_env.core.geometry import CHUNK_FRAMES, CameraRig
+from shareverse_env.scene.cache import MAX_FOOTPRINT, SceneBuffer
+from shareverse_env.scene.composite import SceneCompositor
+from shareverse_env.scene.guide import cache_guide
 
 
 @dataclass(frozen=True)

@@ -33,16 +33,10 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
-
-from shareverse_env.data.reader import SequenceDataset
-from shareverse_env.files import atomic_file, exclusive_writer
-from shareverse_env.scene_cache import MAX_FOOTPRINT, footprint_caps
-
-from ..cache_input import cache_states
-from .batches import chunk_starts
-from .cache_data import CacheNoise, chunk_cache_guide
-from .latent_cache import (
+from shareverse_env.models.cache_input import cache_states
+from shareverse_env.models.training.batches import chunk_starts
+from shareverse_env.models.training.cache_data import CacheNoise, chunk_cache_guide
+from shareverse_env.models.training.latent_cache import (
     BuildReport,
     _check_dataset,
     _check_vae,
@@ -52,6 +46,11 @@ from .latent_cache import (
     sequence_hash,
     vae_identity,
 )
+from tqdm.auto import tqdm
+
+from shareverse_env.core.files import atomic_file, exclusive_writer
+from shareverse_env.data.reader import SequenceDataset
+from shareverse_env.scene.cache import MAX_FOOTPRINT, footprint_caps
 
 FORMAT_NAME = "shareverse-cache-inputs"
 FORMAT_VERSION = 1

@@ -45,10 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from shareverse_env.files import atomic_folder
-
-from ..depth import (
+from shareverse_env.models.depth import (
     MAX_DEPTH,
     MIN_DEPTH,
     DepthNet,
@@ -59,6 +56,8 @@ from ..depth import (
     save_depth_model,
     sky_accuracy,
 )
+
+from shareverse_env.core.files import atomic_folder
 
 EVAL_BLUR_SIGMA = 3.0
 """σ (pixels) of the blurred-frame evaluation: roughly the softness of generated frames."""

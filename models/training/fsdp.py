@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 import torch
+from shareverse_env.models.training.config import VAE_STAGES
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -29,8 +30,6 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor, distribute_tensor
-
-from .config import VAE_STAGES
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from shareverse_env.files import atomic_folder
+from shareverse_env.core.files import atomic_folder
 
 
 def save_checkpoint(

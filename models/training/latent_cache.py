@@ -48,8 +48,18 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from shareverse_env.models.training.batches import (
+    ChunkExample,
+    chunk_starts,
+    draw_start,
+    retrieve_memory,
+    to_video_tensor,
+)
+from shareverse_env.models.vae import ENCODER_SIDE, encode_images, encode_video
 from tqdm.auto import tqdm
 
+from shareverse_env.core.files import atomic_file, exclusive_writer
+from shareverse_env.core.geometry import CHUNK_FRAMES
 from shareverse_env.data.format import (
     DATASET_JSON,
     META_JSON,
@@ -60,11 +70,6 @@ from shareverse_env.data.format import (
     write_json_atomic,
 )
 from shareverse_env.data.reader import SequenceDataset
-from shareverse_env.files import atomic_file, exclusive_writer
-from shareverse_env.geometry import CHUNK_FRAMES
-
-from ..vae import ENCODER_SIDE, encode_images, encode_video
-from .batches import ChunkExample, chunk_starts, draw_start, retrieve_memory, to_video_tensor
 
 FORMAT_NAME = "shareverse-latent-cache"
 FORMAT_VERSION = 1

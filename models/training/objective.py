@@ -8,13 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-
-from ..conditioning import ChunkConditioning, pad_image_latents
-from ..pipeline import ShareVersePipeline
-from ..vae import decode_chunk, encode_images, encode_moments, encode_video
-from .batches import ChunkExample, to_video_tensor
-from .cache_data import drop_cache
-from .config import TrainConfig
+from shareverse_env.models.conditioning import ChunkConditioning, pad_image_latents
+from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.training.batches import ChunkExample, to_video_tensor
+from shareverse_env.models.training.cache_data import drop_cache
+from shareverse_env.models.training.config import TrainConfig
+from shareverse_env.models.vae import decode_chunk, encode_images, encode_moments, encode_video
 
 
 @torch.no_grad()

@@ -25,26 +25,31 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
-
-from ..cache_input import cache_states
-from ..loading import load_pipeline, save_pipeline
-from ..pipeline import ShareVersePipeline
-from ..vae import ENCODER_SIDE
-from . import fsdp
-from .batches import ChunkExample, SequenceSource, draw_chunk, draw_vae_clips, step_rng
-from .cache_data import CacheNoise, chunk_cache_guide
-from .cache_inputs import CacheInputStore
-from .config import VAE_STAGES, TrainConfig
-from .io import load_checkpoint, save_checkpoint
-from .latent_cache import LatentCache
-from .objective import (
+from shareverse_env.models.cache_input import cache_states
+from shareverse_env.models.loading import load_pipeline, save_pipeline
+from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.training import fsdp
+from shareverse_env.models.training.batches import (
+    ChunkExample,
+    SequenceSource,
+    draw_chunk,
+    draw_vae_clips,
+    step_rng,
+)
+from shareverse_env.models.training.cache_data import CacheNoise, chunk_cache_guide
+from shareverse_env.models.training.cache_inputs import CacheInputStore
+from shareverse_env.models.training.config import VAE_STAGES, TrainConfig
+from shareverse_env.models.training.io import load_checkpoint, save_checkpoint
+from shareverse_env.models.training.latent_cache import LatentCache
+from shareverse_env.models.training.objective import (
     diffusion_loss,
     draw_timesteps,
     encode_chunks,
     sampler_timesteps,
     vae_loss,
 )
+from shareverse_env.models.vae import ENCODER_SIDE
+from tqdm.auto import tqdm
 
 
 def _distributed() -> tuple[int, int]:
@@ -547,7 +552,7 @@ class Trainer:
 
 def open_run_pipeline(run_dir: Path, init: str | None, **load: Any) -> ShareVersePipeline:
     """The run's current model: ``RUN/pipeline`` if present, else built from ``init``."""
-    from ..loading import from_cogvideox, is_pipeline_folder, load_model
+    from shareverse_env.models.loading import from_cogvideox, is_pipeline_folder, load_model
 
     current = Path(run_dir) / "pipeline"
     if is_pipeline_folder(current):
@@ -568,7 +573,7 @@ def with_cache_input(pipe: ShareVersePipeline) -> ShareVersePipeline:
         >>> with_cache_input(load_model("tiny")).transformer.config.cache_in_channels
         7
     """
-    from ..cache_input import cache_in_channels
+    from shareverse_env.models.cache_input import cache_in_channels
 
     if pipe.transformer.config.cache_in_channels:
         return pipe

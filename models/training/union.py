@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from shareverse_env.models.training.cache_inputs import CacheInputStore
+from shareverse_env.models.training.latent_cache import LatentCache
 
 from shareverse_env.data import SequenceDataset
 from shareverse_env.data.format import SequenceData
-
-from .cache_inputs import CacheInputStore
-from .latent_cache import LatentCache
 
 
 def split_union_id(seq_id: str) -> tuple[int, str]:

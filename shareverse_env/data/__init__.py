@@ -10,9 +10,9 @@ Example:
     (2, 3, 64, 96, 3)
 """
 
-from .format import SequenceData, read_dataset_info, write_dataset_info, write_sequence
-from .reader import SequenceDataset, read_sequence, verify_sequence
-from .synthesis import synthesize_sequence
+from shareverse_env.data.format import SequenceData, read_dataset_info, write_dataset_info, write_sequence
+from shareverse_env.data.reader import SequenceDataset, read_sequence, verify_sequence
+from shareverse_env.data.synthesis import synthesize_sequence
 
 __all__ = [
     "SequenceData",

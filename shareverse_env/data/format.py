@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import FPS, VIEW_NAMES, CameraRig
+from shareverse_env.core.geometry import FPS, VIEW_NAMES, CameraRig
 
 FORMAT_NAME = "shareverse-dataset"
 FORMAT_VERSION = 1

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .format import (
+from shareverse_env.data.format import (
     COMPLETE_MARKER,
     DATASET_JSON,
     DEPTH_DTYPE,

@@ -1,6 +1,6 @@
 """Synthesis of synchronised multi-agent driving sequences in the procedural town (paper Sec. 3.5).
 
-One sequence is one scenario (:data:`~shareverse_env.scenarios.SCENARIOS`) in one town and
+One sequence is one scenario (:data:`~shareverse_env.world.scenarios.SCENARIOS`) in one town and
 weather. Every agent is a route-following "expert": it drives along its scenario route at a
 speed drawn from :data:`SPEED_RANGE` that changes smoothly over the sequence, may wait a moment
 before it starts, and weaves a few decimetres about the lane centre. A car that starts behind
@@ -27,15 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import FPS, CameraRig, wrap_angle
-from ..scenarios import SCENARIOS, AgentPlan, Scenario, make_scenario
-from ..world.collision import first_collisions
-from ..world.generator import generate_town
-from ..world.renderer import Renderer
-from ..world.town import Town
-from ..world.vehicles import agent_colour
-from ..world.weather import WEATHERS
-from .format import SequenceData, rig_info
+from shareverse_env.core.geometry import FPS, CameraRig, wrap_angle
+from shareverse_env.world.scenarios import SCENARIOS, AgentPlan, Scenario, make_scenario
+from shareverse_env.world.collision import first_collisions
+from shareverse_env.world.generator import generate_town
+from shareverse_env.world.renderer import Renderer
+from shareverse_env.world.town import Town
+from shareverse_env.world.vehicles import agent_colour
+from shareverse_env.world.weather import WEATHERS
+from shareverse_env.data.format import SequenceData, rig_info
 
 SPEED_RANGE = (3.0, 9.0)
 """Cruise speeds in m/s (about 11–32 km/h: town traffic)."""
@@ -77,7 +77,7 @@ class DriveProfile:
         leader: the agent directly ahead on this agent's lane at the start, or ``None``.
 
     Example:
-        >>> from shareverse_env.routes import Route
+        >>> from shareverse_env.world.routes import Route
         >>> route = Route.from_points(np.array([[0.0, 0.0], [100.0, 0.0]]))
         >>> poses = DriveProfile(5.0, 5.0, 0.0, 0.0, 40.0, 0.0).poses(route, 11)
         >>> poses[-1].round(3).tolist()
@@ -329,10 +329,10 @@ def synthesize_sequence(
         seed: seed of the scenario layout, the driving profiles and (when ``None``) the
             scenario and weather.
         town_seed: seed of :func:`~shareverse_env.world.generator.generate_town`.
-        scenario: one of :data:`~shareverse_env.scenarios.SCENARIOS`, or ``None`` to draw one.
+        scenario: one of :data:`~shareverse_env.world.scenarios.SCENARIOS`, or ``None`` to draw one.
         weather: a preset of :data:`~shareverse_env.world.weather.WEATHERS`, or ``None`` to draw.
         num_agents: cars in the scene (agents ≥ 2 repeat the two roles; see ``scenarios``).
-        num_frames: frames per agent, at :data:`~shareverse_env.geometry.FPS`.
+        num_frames: frames per agent, at :data:`~shareverse_env.core.geometry.FPS`.
         view_hw: ``(H, W)`` of each of the four views (multiples of 16).
         town_blocks: ``(bx, by)`` blocks of the town.
 

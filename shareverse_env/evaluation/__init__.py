@@ -10,11 +10,11 @@
 The command-line entry point is ``scripts/evaluate_quality.py``.
 """
 
-from .consistency import cross_agent_difference
-from .metrics import psnr, ssim, ssim_map, ssim_tiled
-from .overlap import correspondences, covisibility_masks
-from .quality import ChunkScore, QualityResult, evaluate_quality
-from .variants import VARIANTS, Variant
+from shareverse_env.evaluation.consistency import cross_agent_difference
+from shareverse_env.evaluation.metrics import psnr, ssim, ssim_map, ssim_tiled
+from shareverse_env.evaluation.overlap import correspondences, covisibility_masks
+from shareverse_env.evaluation.quality import ChunkScore, QualityResult, evaluate_quality
+from shareverse_env.evaluation.variants import VARIANTS, Variant
 
 __all__ = [
     "VARIANTS",

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import CHUNK_FRAMES
-from ..world.renderer import Renderer
+from shareverse_env.core.geometry import CHUNK_FRAMES
+from shareverse_env.world.renderer import Renderer
 
 PROBES: tuple[str, ...] = ("still", "lateral")
 """The probes the runner knows, in report order."""

@@ -9,7 +9,7 @@ grid), so a generator's figure is read against the truth's.
 
 Example (identical frames for two agents at the same pose agree everywhere they overlap):
     >>> import numpy as np
-    >>> from shareverse_env.geometry import CameraRig
+    >>> from shareverse_env.core.geometry import CameraRig
     >>> from shareverse_env.evaluation.overlap import correspondences, ground_plane_depth
     >>> rig = CameraRig()
     >>> depth = np.broadcast_to(ground_plane_depth(rig, (32, 48)), (2, 1, 64, 96))

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..geometry import NEW_FRAMES_PER_CHUNK, tile_views, untile_views
-from .metrics import PSNR_CAP_DB
+from shareverse_env.core.geometry import NEW_FRAMES_PER_CHUNK, tile_views, untile_views
+from shareverse_env.evaluation.metrics import PSNR_CAP_DB
 
 BLUR_SIGMAS: tuple[float, float] = (6.0, 16.0)
 """Gaussian σ (pixels, per view) of the ``repeat_blur`` floor: in the first chunk, and in every

@@ -18,7 +18,7 @@ SSIM over them, which is where cross-agent attention and a shared memory should 
 
 Example (two agents at the same pose over flat ground see exactly the same non-sky pixels):
     >>> import numpy as np
-    >>> from shareverse_env.geometry import CameraRig
+    >>> from shareverse_env.core.geometry import CameraRig
     >>> rig = CameraRig()
     >>> depth = ground_plane_depth(rig, (32, 48))          # (64, 96): ground below, sky above
     >>> depth2 = np.broadcast_to(depth, (2, 1, 64, 96))     # 2 agents, 1 frame
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import CameraRig, tile_views, untile_views
+from shareverse_env.core.geometry import CameraRig, tile_views, untile_views
 
 REL_TOL = 0.05
 """Relative depth tolerance of the occlusion test (5 % of the point's depth)."""

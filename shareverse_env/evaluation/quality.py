@@ -48,20 +48,25 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.format import SequenceData, rig_from_info
-from ..data.reader import SequenceDataset
-from ..data.synthesis import sequence_renderer
-from ..geometry import CHUNK_FRAMES, NEW_FRAMES_PER_CHUNK, CameraRig
-from ..models.pipeline import ShareVersePipeline
-from ..models.vae import encode_video
-from ..world.renderer import Renderer
-from .action_probes import PROBES, mean_abs_change, probe_plan, render_truth
-from .consistency import cross_agent_difference
-from .floors import BLUR_SIGMAS, blur_sigma, blur_views, mean_colour_views
-from .metrics import PSNR_CAP_DB, detail_ratio_tiled, psnr, ssim_tiled
-from .overlap import correspondences
-from .regions import first_frame_regions, seam_ratio
-from .variants import FLOORS, VARIANTS, Variant, build_pipelines
+from shareverse_env.core.geometry import CHUNK_FRAMES, NEW_FRAMES_PER_CHUNK, CameraRig
+from shareverse_env.data.format import SequenceData, rig_from_info
+from shareverse_env.data.reader import SequenceDataset
+from shareverse_env.data.synthesis import sequence_renderer
+from shareverse_env.evaluation.action_probes import (
+    PROBES,
+    mean_abs_change,
+    probe_plan,
+    render_truth,
+)
+from shareverse_env.evaluation.consistency import cross_agent_difference
+from shareverse_env.evaluation.floors import BLUR_SIGMAS, blur_sigma, blur_views, mean_colour_views
+from shareverse_env.evaluation.metrics import PSNR_CAP_DB, detail_ratio_tiled, psnr, ssim_tiled
+from shareverse_env.evaluation.overlap import correspondences
+from shareverse_env.evaluation.regions import first_frame_regions, seam_ratio
+from shareverse_env.evaluation.variants import FLOORS, VARIANTS, Variant, build_pipelines
+from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.vae import encode_video
+from shareverse_env.world.renderer import Renderer
 
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.default)
 """Every variant but the opt-in diagnostics (``teacher_forced``), in report order."""
@@ -426,7 +431,7 @@ class _CacheOnlyEpisode(Episode):
     other cars filled with the agent's last output frame."""
 
     def __init__(self, data: SequenceData, rig: CameraRig) -> None:
-        from ..scene_composite import SceneCompositor
+        from shareverse_env.scene.composite import SceneCompositor
 
         first = data.frames[:, 0]
         view_hw = (first.shape[1] // 2, first.shape[2] // 2)
@@ -453,7 +458,7 @@ class _CacheFillEpisode(_CacheOnlyEpisode):
     """``cache_fill``: the same render, holes and other cars push-pull filled around them."""
 
     def _fill(self, renders, new: np.ndarray, agents: list[int]) -> np.ndarray:
-        from ..hole_fill import push_pull_fill
+        from shareverse_env.scene.hole_fill import push_pull_fill
 
         return np.stack(
             [
@@ -464,8 +469,8 @@ class _CacheFillEpisode(_CacheOnlyEpisode):
 
 
 class _ModelEpisode(Episode):
-    """A model variant: a :class:`~shareverse_env.generative_backend.ShareVerseBackend` started
-    from the true first frames; probes run inside :meth:`~shareverse_env.generative_backend.
+    """A model variant: a :class:`~shareverse_env.backends.generative.ShareVerseBackend` started
+    from the true first frames; probes run inside :meth:`~shareverse_env.backends.generative.
     ShareVerseBackend.branch`."""
 
     def __init__(self, variant: Variant, data: SequenceData, backend: Any) -> None:
@@ -498,7 +503,7 @@ def start_episode(
     Model variants run on ``pipeline`` (``num_inference_steps`` sampler steps, default the
     pipeline's) with noise seed ``noise_seed``; the floors are made from the first frame; the
     autoencoders use ``pipeline``'s VAE; ``cache_only`` splats with the dataset's ``rig``
-    (default :class:`~shareverse_env.geometry.CameraRig`); see :mod:`.variants`.
+    (default :class:`~shareverse_env.core.geometry.CameraRig`); see :mod:`.variants`.
     """
     first = data.frames[:, 0]
     kind = variant.baseline
@@ -522,8 +527,8 @@ def start_episode(
         return _AutoencoderEpisode(pipeline)
     if kind is not None:
         raise ValueError(f"variant {variant.name!r}: unknown baseline kind {kind!r}")
-    from ..backends import FirstFrames
-    from ..generative_backend import ShareVerseBackend
+    from shareverse_env.backends import FirstFrames
+    from shareverse_env.backends.generative import ShareVerseBackend
 
     backend = ShareVerseBackend(
         model=pipeline,

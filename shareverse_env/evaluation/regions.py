@@ -5,7 +5,7 @@ revealed places) and on the other cars, which the cache leaves out. To score eve
 the same pixels, these regions are fixed per sequence from the truth alone:
 
 - **cars**: every other agent's car box projected into the agent's views at each frame (the
-  composite's own outline, :func:`~shareverse_env.scene_composite.car_masks`);
+  composite's own outline, :func:`~shareverse_env.scene.composite.car_masks`);
 - **holes**: the pixels that the episode's first frames, lifted with their exact depth into the
   scene cache (as the env's cache starts), do not cover in the chunk's planned cameras, plus
   the cars. A variant's own cache grows as it archives generated frames, so in later chunks it
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import CameraRig, untile_views
-from .metrics import LUMA_WEIGHTS
+from shareverse_env.core.geometry import CameraRig, untile_views
+from shareverse_env.evaluation.metrics import LUMA_WEIGHTS
 
 
 def first_frame_regions(
@@ -50,7 +50,7 @@ def first_frame_regions(
         plans: per chunk, ``(A, 29, 3)`` the true plan (row 0: the conditioning frame).
         rig: the camera rig.
     """
-    from ..scene_composite import SceneCompositor
+    from shareverse_env.scene.composite import SceneCompositor
 
     view_hw = (frames.shape[1] // 2, frames.shape[2] // 2)
     scene = SceneCompositor(rig, view_hw, depth_estimator=None)

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .action_probes import PROBES
-from .consistency import AGREE_TOLERANCE
-from .quality import QUALITY_METRICS, QualityResult, best_floor
-from .variants import FLOORS, VARIANTS
+from shareverse_env.evaluation.action_probes import PROBES
+from shareverse_env.evaluation.consistency import AGREE_TOLERANCE
+from shareverse_env.evaluation.quality import QUALITY_METRICS, QualityResult, best_floor
+from shareverse_env.evaluation.variants import FLOORS, VARIANTS
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("psnr", "PSNR all", "{:.2f}"),

@@ -1,11 +1,11 @@
 """The models and baselines that the quality evaluation compares.
 
-Model variants run the ShareVerse pipeline through :class:`~shareverse_env.generative_backend.
+Model variants run the ShareVerse pipeline through :class:`~shareverse_env.backends.generative.
 ShareVerseBackend`, chunk by chunk, each conditioned on its own last frame:
 
 - ``trained``: the trained pipeline with the shared memory pooled over all agents (``"all"``);
 - ``trained_cache``: the same with the shared 3D scene cache and the composite
-  (``scene_cache=True``, :mod:`shareverse_env.scene_composite`): the cache's render wherever it
+  (``scene_cache=True``, :mod:`shareverse_env.scene.composite`): the cache's render wherever it
   is valid, the model's frame elsewhere and on other cars;
 - ``trained_cache_first`` (an ablation, only when asked for): the same with no depth network,
   so only the exact first frames are ever in the cache (generated content is never archived);
@@ -47,7 +47,7 @@ One reference uses the scene cache and no model:
   them) lifted into the scene cache and rendered into every planned camera; holes (and other
   cars' boxes) are filled with the agent's last output frame; nothing else enters the cache.
 - ``cache_fill``: the same cache render, its holes and the other cars' boxes filled by
-  push-pull from the covered pixels around them (:mod:`shareverse_env.hole_fill`): the
+  push-pull from the covered pixels around them (:mod:`shareverse_env.scene.hole_fill`): the
   smooth continuation of the scene that a generator of the holes has to beat.
 
 One more reference uses the trained pipeline's VAE only:
@@ -73,10 +73,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models.cross_agent import CrossAgentAttention
-from ..models.loading import load_model
-from ..models.pipeline import ShareVersePipeline
-from .floors import BLUR_SIGMAS
+from shareverse_env.evaluation.floors import BLUR_SIGMAS
+from shareverse_env.models.cross_agent import CrossAgentAttention
+from shareverse_env.models.loading import load_model
+from shareverse_env.models.pipeline import ShareVersePipeline
 
 
 @dataclass(frozen=True)

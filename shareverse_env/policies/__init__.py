@@ -31,7 +31,7 @@ from typing import Any
 
 from pettingzoo import ParallelEnv
 
-from .actor_critic import (
+from shareverse_env.policies.actor_critic import (
     ActorCritic,
     ActorCriticConfig,
     LearnedPolicy,
@@ -39,10 +39,10 @@ from .actor_critic import (
     save_policy,
     wrap_for_policy,
 )
-from .base import Policy, reset_policy
-from .expert import RouteFollowingExpert
-from .rollout import Outcome, run_episode
-from .simple import RandomPolicy, StillPolicy, random_policy, still_policy
+from shareverse_env.policies.base import Policy, reset_policy
+from shareverse_env.policies.expert import RouteFollowingExpert
+from shareverse_env.policies.rollout import Outcome, run_episode
+from shareverse_env.policies.simple import RandomPolicy, StillPolicy, random_policy, still_policy
 
 POLICIES: tuple[str, ...] = ("expert", "random", "still")
 """Names :func:`make_policy` knows."""

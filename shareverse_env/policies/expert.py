@@ -45,12 +45,17 @@ from typing import Any
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from ..env import ShareVerseParallelEnv
-from ..geometry import CHUNK_FRAMES, plan_chunk
-from ..routes import Route
-from ..world.collision import CAR_HALF_EXTENT, first_collisions, rectangles_overlap
-from ..world.vehicles import CAR_LENGTH
-from .tracking import CHUNK_SECONDS, MAX_TURN_PER_CHUNK, route_action, turn_limited_distance
+from shareverse_env.core.geometry import CHUNK_FRAMES, plan_chunk
+from shareverse_env.envs.parallel import ShareVerseParallelEnv
+from shareverse_env.policies.tracking import (
+    CHUNK_SECONDS,
+    MAX_TURN_PER_CHUNK,
+    route_action,
+    turn_limited_distance,
+)
+from shareverse_env.world.collision import CAR_HALF_EXTENT, first_collisions, rectangles_overlap
+from shareverse_env.world.routes import Route
+from shareverse_env.world.vehicles import CAR_LENGTH
 
 _CUTS = (1.0, 0.75, 0.5, 0.25)  # fractions of the planned travel tried before stopping
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pettingzoo import ParallelEnv
 
-from .base import Policy, reset_policy
+from shareverse_env.policies.base import Policy, reset_policy
 
 
 @dataclass(frozen=True)

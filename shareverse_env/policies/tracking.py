@@ -9,7 +9,7 @@ shortens the chunk's travel in bends (the car slows down for turns).
 
 Example:
     >>> import numpy as np
-    >>> from shareverse_env.routes import Route
+    >>> from shareverse_env.world.routes import Route
     >>> route = Route.from_points(np.array([[0.0, 0.0], [100.0, 0.0]]))
     >>> route_action(np.array([10.0, 0.5, 0.0]), route, 20.0).round(3).tolist()
     [20.0, -0.5, 0.0]
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..env import ACTION_HIGH, ACTION_LOW
-from ..geometry import FPS, NEW_FRAMES_PER_CHUNK, relative_se2, wrap_angle
-from ..routes import Route
+from shareverse_env.core.geometry import FPS, NEW_FRAMES_PER_CHUNK, relative_se2, wrap_angle
+from shareverse_env.envs.parallel import ACTION_HIGH, ACTION_LOW
+from shareverse_env.world.routes import Route
 
 CHUNK_SECONDS: float = NEW_FRAMES_PER_CHUNK / FPS
 """Duration of one env step (28 frames at 10 fps = 2.8 s)."""

@@ -44,10 +44,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import check_finite_poses
-from .scene import BoxSet
-from .town import Town
-from .vehicles import BODY_HEIGHT, CABIN_HEIGHT, CAR_LENGTH, CAR_WIDTH
+from shareverse_env.core.geometry import check_finite_poses
+from shareverse_env.world.scene import BoxSet
+from shareverse_env.world.town import Town
+from shareverse_env.world.vehicles import BODY_HEIGHT, CABIN_HEIGHT, CAR_LENGTH, CAR_WIDTH
 
 CAR_HEIGHT = BODY_HEIGHT + CABIN_HEIGHT
 """Roof height of every car; boxes starting above it cannot be hit."""

@@ -60,9 +60,9 @@ from typing import Any
 
 import numpy as np
 
-from .scene import BoxSet, GroundMap, Material, Surface
-from .town import RoadNetwork, Town
-from .vehicles import CAR_LENGTH, PARKED_COLOURS, car_boxes
+from shareverse_env.world.scene import BoxSet, GroundMap, Material, Surface
+from shareverse_env.world.town import RoadNetwork, Town
+from shareverse_env.world.vehicles import CAR_LENGTH, PARKED_COLOURS, car_boxes
 
 __all__ = [
     "BLOCK_SIZE",

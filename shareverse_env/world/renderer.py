@@ -55,11 +55,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..geometry import VIEW_NAMES, CameraRig, check_finite_poses
-from .scene import BoxSet, Material, Surface
-from .town import Town
-from .vehicles import BODY_HEIGHT, agent_colour, car_boxes
-from .weather import Weather, get_weather
+from shareverse_env.core.geometry import VIEW_NAMES, CameraRig, check_finite_poses
+from shareverse_env.world.scene import BoxSet, Material, Surface
+from shareverse_env.world.town import Town
+from shareverse_env.world.vehicles import BODY_HEIGHT, agent_colour, car_boxes
+from shareverse_env.world.weather import Weather, get_weather
 
 _INF = float("inf")
 # Columns of the per-(column, layer) attribute table built by Renderer._column_attrs.
@@ -445,7 +445,7 @@ class Renderer:
     Args:
         town: the town (ground raster and static boxes).
         weather: a preset name of :data:`~.weather.WEATHERS` or a :class:`~.weather.Weather`.
-        rig: the four-camera rig (default :class:`~shareverse_env.geometry.CameraRig`).
+        rig: the four-camera rig (default :class:`~shareverse_env.core.geometry.CameraRig`).
         view_hw: ``(H, W)`` of each view; H must be even.
         max_distance: boxes farther than this (metres) are not drawn (the ground always is).
         layers: most boxes one image column can show (nearest first, after dropping those hidden

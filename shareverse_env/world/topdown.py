@@ -31,9 +31,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from .scene import Material
-from .town import Town
-from .vehicles import CAR_LENGTH, agent_colour
+from shareverse_env.world.scene import Material
+from shareverse_env.world.town import Town
+from shareverse_env.world.vehicles import CAR_LENGTH, agent_colour
 
 __all__ = ["map_frame", "topdown_image", "world_to_pixel"]
 

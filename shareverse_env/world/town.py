@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .scene import BoxSet, GroundMap
+from shareverse_env.world.scene import BoxSet, GroundMap
 
 
 @dataclass(frozen=True)

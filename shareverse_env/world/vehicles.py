@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scene import BoxSet, Material
+from shareverse_env.world.scene import BoxSet, Material
 
 CAR_LENGTH = 4.5
 CAR_WIDTH = 1.9

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from shareverse_env.data import cli
+from shareverse_env.cli import data as cli
 from shareverse_env.data.format import COMPLETE_MARKER, read_dataset_info
 from shareverse_env.data.reader import SequenceDataset, list_sequences
 from shareverse_env.data.synthesis import (
@@ -16,7 +16,7 @@ from shareverse_env.data.synthesis import (
     cached_town,
     synthesize_sequence,
 )
-from shareverse_env.scenarios import make_scenario
+from shareverse_env.world.scenarios import make_scenario
 from shareverse_env.world.collision import first_collisions
 from shareverse_env.world.renderer import Renderer
 

@@ -7,6 +7,7 @@ import doctest
 import numpy as np
 import pytest
 
+from shareverse_env.core.geometry import plan_chunk
 from shareverse_env.evaluation import action_probes as probes_module
 from shareverse_env.evaluation.action_probes import (
     LATERAL_OFFSET_M,
@@ -14,7 +15,6 @@ from shareverse_env.evaluation.action_probes import (
     mean_abs_change,
     probe_plan,
 )
-from shareverse_env.geometry import plan_chunk
 
 
 def _plans() -> np.ndarray:

@@ -7,6 +7,7 @@ import doctest
 import numpy as np
 import pytest
 
+from shareverse_env.core.geometry import tile_views, untile_views
 from shareverse_env.evaluation import floors as floors_module
 from shareverse_env.evaluation.floors import (
     BLUR_SIGMAS,
@@ -16,7 +17,6 @@ from shareverse_env.evaluation.floors import (
     gaussian_blur,
     mean_colour_views,
 )
-from shareverse_env.geometry import tile_views, untile_views
 
 
 def _tiled(seed: int = 0, shape=(2, 16, 24, 3)) -> np.ndarray:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from shareverse_env.core.geometry import untile_views
 from shareverse_env.evaluation import metrics as metrics_module
 from shareverse_env.evaluation.metrics import (
     detail_ratio_tiled,
@@ -18,7 +19,6 @@ from shareverse_env.evaluation.metrics import (
     ssim_map,
     ssim_tiled,
 )
-from shareverse_env.geometry import untile_views
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 

@@ -17,6 +17,7 @@ import torch
 from _scenes import tiny_renderer
 from shareverse_env.models.loading import load_model
 
+from shareverse_env.backends.generative import ShareVerseBackend
 from shareverse_env.data.reader import SequenceDataset
 from shareverse_env.evaluation import quality
 from shareverse_env.evaluation.action_probes import probe_plan, render_truth
@@ -40,7 +41,6 @@ from shareverse_env.evaluation.variants import (
     random_like,
     zero_cross_agent,
 )
-from shareverse_env.generative_backend import ShareVerseBackend
 
 RUN_VARIANTS = [
     "trained",
@@ -517,8 +517,8 @@ def test_region_scores_are_the_masked_psnr_of_the_first_frames_holes(
 def test_cache_fill_keeps_the_cache_and_fills_from_it(tiny_dataset, stored) -> None:
     """``cache_fill`` shows the cache where ``cache_only`` does, and every filled pixel is a
     blend of its view's covered colours (push-pull averages, it invents nothing)."""
+    from shareverse_env.core.geometry import untile_views
     from shareverse_env.evaluation.quality import start_episode
-    from shareverse_env.geometry import untile_views
 
     rig = dataset_rig(SequenceDataset(tiny_dataset[0], "val"))
     plan = stored.poses[:, :29]

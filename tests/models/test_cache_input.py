@@ -5,19 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from shareverse_env.models.cache_input import (
-    NO_CACHE,
-    CacheGuide,
-    cache_states,
-    car_nearness,
-    pool_mean,
-    pool_min,
-)
+from shareverse_env.models.cache_input import cache_states, pool_mean, pool_min
 from shareverse_env.models.loading import load_pipeline, save_pipeline
 from shareverse_env.models.pipeline import ShareVersePipeline
 from shareverse_env.models.training.trainer import with_cache_input
 
-from shareverse_env.geometry import CHUNK_FRAMES, plan_chunk
+from shareverse_env.core.cache_guide import NO_CACHE, CacheGuide
+from shareverse_env.core.geometry import CHUNK_FRAMES, plan_chunk
 
 FRAME = (64, 96, 3)
 
@@ -36,7 +30,8 @@ def guide(agents=2, seed=0, covered=0.6):
     valid = rng.random(shape) < covered
     valid[:, 0] = True
     depth = np.where(rng.random(shape) < 0.1, rng.uniform(2, 40, shape), np.inf)
-    return CacheGuide(rgb, valid, car_nearness(depth))
+    nearness = np.where(np.isfinite(depth), 1.0 / np.maximum(depth, 1.0), 0.0)
+    return CacheGuide(rgb, valid, nearness.astype(np.float32))
 
 
 def generate(pipe, images, poses, **kwargs):

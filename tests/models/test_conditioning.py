@@ -18,7 +18,7 @@ from shareverse_env.models.training.batches import ChunkExample
 from shareverse_env.models.training.config import TrainConfig
 from shareverse_env.models.training.objective import diffusion_loss, encode_chunks
 
-from shareverse_env.geometry import CHUNK_FRAMES, plan_chunk
+from shareverse_env.core.geometry import CHUNK_FRAMES, plan_chunk
 
 
 def test_pad_image_latents_puts_the_frame_first_and_zeros_after():

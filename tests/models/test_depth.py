@@ -27,7 +27,7 @@ def tiny_net(seed: int = 0) -> DepthNet:
 
 
 def test_view_split_round_trip() -> None:
-    from shareverse_env.geometry import untile_views
+    from shareverse_env.core.geometry import untile_views
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 128, 192, 3), dtype=np.uint8)

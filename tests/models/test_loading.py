@@ -12,7 +12,7 @@ from shareverse_env.models.loading import from_cogvideox, load_model, load_pipel
 from shareverse_env.models.pipeline import ShareVersePipeline
 from shareverse_env.models.rope import rope_table
 
-from shareverse_env.geometry import plan_chunk
+from shareverse_env.core.geometry import plan_chunk
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -364,7 +364,7 @@ def test_pipeline_meta_reads_and_rewrites_the_shipped_file_unchanged(tmp_path) -
 def test_pipeline_meta_defaults_and_round_trip() -> None:
     from shareverse_env.models.loading import PipelineMeta
 
-    from shareverse_env.geometry import CameraRig
+    from shareverse_env.core.geometry import CameraRig
 
     pipe = ShareVersePipeline.from_config_name("tiny", guidance_scale=2.5)
     meta = PipelineMeta.of(pipe)
@@ -406,7 +406,9 @@ def test_load_model_reads_a_cogvideox_folder(tmp_path):
 
 def test_from_cogvideox_with_cache_input_starts_as_without(tmp_path):
     # The paper's full-size path gets the same cache channels; at tiny scale they start at zero.
-    from shareverse_env.models.cache_input import CacheGuide, cache_in_channels
+    from shareverse_env.models.cache_input import cache_in_channels
+
+    from shareverse_env.core.cache_guide import CacheGuide
 
     tiny_cogvideox(tmp_path)
     plain = from_cogvideox(tmp_path, num_inference_steps=1)

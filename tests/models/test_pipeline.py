@@ -6,7 +6,7 @@ import torch
 from shareverse_env.models import build_scheduler, build_transformer, build_vae
 from shareverse_env.models.pipeline import ChunkOutput, MemoryInput, ShareVersePipeline
 
-from shareverse_env.geometry import CHUNK_FRAMES, plan_chunk
+from shareverse_env.core.geometry import CHUNK_FRAMES, plan_chunk
 
 NEW = CHUNK_FRAMES - 1
 LATENT_FRAMES = 8

@@ -5,7 +5,7 @@ import pytest
 import torch
 from shareverse_env.models.pipeline import ChunkRequest, MemoryInput, ShareVersePipeline
 
-from shareverse_env.geometry import plan_chunk
+from shareverse_env.core.geometry import plan_chunk
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ from shareverse_env.models.loading import load_model
 
 import shareverse_env
 from shareverse_env.backends import default_backend_name, shipped_weights_folder
+from shareverse_env.backends.generative import ShareVerseBackend
 from shareverse_env.evaluation.floors import blur_sigma, blur_views, mean_colour_views
 from shareverse_env.evaluation.quality import autoencode_image
 from shareverse_env.evaluation.variants import FLOORS
-from shareverse_env.generative_backend import ShareVerseBackend
 
 DRIVE = np.array([8.0, 0.0, 0.0], dtype=np.float32)
 

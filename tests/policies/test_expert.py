@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shareverse_env.policies import RouteFollowingExpert, make_policy, run_episode
-from shareverse_env.scenarios import SCENARIOS
+from shareverse_env.world.scenarios import SCENARIOS
 
 
 def rates(env, name, seeds):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import shareverse_env.world.collision as collision_module
-from shareverse_env.geometry import plan_chunk
+from shareverse_env.core.geometry import plan_chunk
 from shareverse_env.world.collision import (
     CAR_HEIGHT,
     Collision,

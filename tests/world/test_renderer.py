@@ -7,7 +7,7 @@ import doctest
 import numpy as np
 import pytest
 
-from shareverse_env.geometry import CameraRig, untile_views
+from shareverse_env.core.geometry import CameraRig, untile_views
 from shareverse_env.world import renderer as renderer_module
 from shareverse_env.world.renderer import Renderer, RenderResult
 from shareverse_env.world.scene import BoxSet, GroundMap, Material, Surface

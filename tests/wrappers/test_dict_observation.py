@@ -12,8 +12,8 @@ from shareverse_env.wrappers import (
     StackChunkFrames,
 )
 
-from shareverse_env.geometry import world_to_ego
-from shareverse_env.routes import Route
+from shareverse_env.core.geometry import world_to_ego
+from shareverse_env.world.routes import Route
 
 
 def test_fields_and_spaces(make_env, drive):

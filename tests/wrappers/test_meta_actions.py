@@ -6,7 +6,7 @@ import pytest
 from pettingzoo.test import parallel_api_test
 from shareverse_env.wrappers import META_ACTIONS, MetaActions
 
-from shareverse_env.geometry import wrap_angle
+from shareverse_env.core.geometry import wrap_angle
 
 KEEP, LEFT, RIGHT, SLOW, STOP = range(5)
 

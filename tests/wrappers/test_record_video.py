@@ -6,7 +6,7 @@ import pytest
 from shareverse_env.wrappers import RecordVideo, capped_cubic_schedule
 
 import shareverse_env
-from shareverse_env.geometry import NEW_FRAMES_PER_CHUNK
+from shareverse_env.core.geometry import NEW_FRAMES_PER_CHUNK
 
 DRIVE = np.array([8.0, 0.0, 0.0], dtype=np.float32)
 

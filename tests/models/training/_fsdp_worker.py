@@ -60,7 +60,7 @@ if stage != "stage1":  # a smoke run of the other code paths (memory, VAE, check
     trainer, losses = train("smoke", "fsdp", 2, gradient_checkpointing=True, mixed_precision="bf16")
     assert all(torch.isfinite(torch.tensor(losses))), losses
     if stage == "vae":  # what shareverse-train does after the VAE stage, on every FSDP rank
-        from shareverse_env.models.training.cli import calibrate_scaling_factor
+        from shareverse_env.cli.train import calibrate_scaling_factor
 
         factor = calibrate_scaling_factor(trainer)
         trainer.save()

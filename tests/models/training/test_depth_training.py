@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from shareverse_env.models.depth import load_depth_model
-from shareverse_env.models.training.cli import main
 from shareverse_env.models.training.depth import (
     DepthTrainConfig,
     DepthTrainer,
@@ -19,6 +18,8 @@ from shareverse_env.models.training.depth import (
     mean_depth_baseline,
     write_tiny_dataset,
 )
+
+from shareverse_env.cli.train import main
 
 TINY = {"widths": (4, 8, 8), "batch_size": 1, "checkpoint_every": 0, "warmup_steps": 2}
 

@@ -12,7 +12,6 @@ import torch
 from shareverse_env.models.pipeline import ShareVersePipeline
 from shareverse_env.models.training import TrainConfig, Trainer
 from shareverse_env.models.training.batches import draw_chunk, step_rng
-from shareverse_env.models.training.cli import main as train_main
 from shareverse_env.models.training.latent_cache import (
     LatentCache,
     build_latent_cache,
@@ -20,6 +19,8 @@ from shareverse_env.models.training.latent_cache import (
 )
 from shareverse_env.models.training.objective import encode_chunks
 
+from shareverse_env.cli.train import main as train_main
+from shareverse_env.core.files import exclusive_writer
 from shareverse_env.data import SequenceDataset
 from shareverse_env.data.format import (
     SequenceData,
@@ -28,7 +29,6 @@ from shareverse_env.data.format import (
     write_dataset_info,
     write_sequence,
 )
-from shareverse_env.files import exclusive_writer
 
 FRAMES = 41  # chunk starts 0, 4, 8, 12 on the default grid; stage 2 (history ≥ 8) uses 8, 12
 

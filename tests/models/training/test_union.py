@@ -11,7 +11,6 @@ import torch
 from shareverse_env.models.loading import load_model
 from shareverse_env.models.training.batches import step_rng
 from shareverse_env.models.training.cache_inputs import CacheInputStore
-from shareverse_env.models.training.cli import main as train_main
 from shareverse_env.models.training.latent_cache import LatentCache
 from shareverse_env.models.training.trainer import with_cache_input
 from shareverse_env.models.training.union import (
@@ -22,7 +21,8 @@ from shareverse_env.models.training.union import (
     split_union_id,
 )
 
-from shareverse_env.data.cli import main as data_main
+from shareverse_env.cli.data import main as data_main
+from shareverse_env.cli.train import main as train_main
 from shareverse_env.data.reader import SequenceDataset
 
 
