@@ -1,176 +1,51 @@
-"""Saving and loading pipelines, and building the full-size model from a CogVideoX folder.
+"""Loading models by name, folder or object, and building the full-size model from a CogVideoX
+folder. The folder format itself is :mod:`shareverse_env.models.pipeline_folder`;
+:func:`load_pipeline` and :func:`save_pipeline` are the pipeline's ``from_pretrained`` and
+``save_pretrained``.
 
-This module owns the pipeline folder format. A pipeline folder holds ``transformer/`` and
-``vae/`` (diffusers ``config.json`` + ``diffusion_pytorch_model.safetensors``),
-``scheduler/scheduler_config.json`` and ``pipeline.json`` (:class:`PipelineMeta`: view size,
-rig, sampler defaults). Nothing here unpickles: weights are read only from safetensors, and a
-folder without them is refused. :meth:`ShareVersePipeline.save_pretrained
-<shareverse_env.models.pipeline.ShareVersePipeline.save_pretrained>` and ``from_pretrained`` are
-:func:`save_pipeline` and :func:`load_pipeline`.
+Example:
 
-Example (the description of a tiny pipeline, as ``pipeline.json`` stores it):
-
->>> meta = PipelineMeta.of(ShareVersePipeline.from_config_name("tiny"))
->>> data = meta.to_json()
->>> data["format"], data["view_hw"], data["num_inference_steps"]
-('shareverse-pipeline', [32, 48], 2)
->>> PipelineMeta.from_json(data) == meta
-True
+>>> pipe = load_model("tiny")
+>>> pipe.view_hw
+(32, 48)
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from shareverse_env.models.configs import SCHEDULER_CONFIG, get_spec
 from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.pipeline_folder import (
+    PIPELINE_FILE,
+    PipelineMeta,
+    is_pipeline_folder,
+    load_component,
+    load_state_dict,
+    read_json,
+    require_files,
+    require_weights,
+)
 from shareverse_env.models.transformer import ShareVerseTransformer
 
-from shareverse_env.core.files import atomic_folder
-from shareverse_env.core.geometry import CameraRig
-
-PIPELINE_FILE = "pipeline.json"
-WEIGHTS = "diffusion_pytorch_model.safetensors"
-SHARDED_INDEX = "diffusion_pytorch_model.safetensors.index.json"
-
-
-def is_pipeline_folder(folder: str | os.PathLike[str]) -> bool:
-    """Whether ``folder`` looks like a pipeline folder (it has a ``pipeline.json``)."""
-    return (Path(folder) / PIPELINE_FILE).is_file()
-
-
-@dataclass(frozen=True)
-class PipelineMeta:
-    """``pipeline.json``: what a pipeline holds besides its diffusers components.
-
-    ``view_hw`` one camera view's size, ``rig`` the camera rig its raymaps describe,
-    ``num_inference_steps`` and ``guidance_scale`` the sampler defaults.
-    """
-
-    view_hw: tuple[int, int]
-    rig: CameraRig = field(default_factory=CameraRig)
-    num_inference_steps: int = 8
-    guidance_scale: float = 1.0
-
-    FORMAT: ClassVar[str] = "shareverse-pipeline"
-    VERSION: ClassVar[int] = 1
-
-    @classmethod
-    def of(cls, pipe: ShareVersePipeline) -> PipelineMeta:
-        """The description of ``pipe``."""
-        return cls(pipe.view_hw, pipe.rig, pipe.num_inference_steps, pipe.guidance_scale)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object written to ``pipeline.json``."""
-        return {
-            "format": self.FORMAT,
-            "version": self.VERSION,
-            "view_hw": list(self.view_hw),
-            "rig": {
-                "mount_height": self.rig.mount_height,
-                "offsets": [list(o) for o in self.rig.offsets],
-                "hfov_deg": self.rig.hfov_deg,
-            },
-            "num_inference_steps": self.num_inference_steps,
-            "guidance_scale": self.guidance_scale,
-        }
-
-    @classmethod
-    def from_json(
-        cls, data: dict[str, Any], path: str | os.PathLike[str] = PIPELINE_FILE
-    ) -> PipelineMeta:
-        """Parse a ``pipeline.json`` object; errors name ``path``. A missing ``rig`` is the
-        default rig; a missing ``guidance_scale`` is 1."""
-        if data.get("format") != cls.FORMAT:
-            raise ValueError(f"{path} is not a ShareVerse pipeline description")
-        missing_keys = [k for k in ("view_hw", "num_inference_steps") if k not in data]
-        rig_meta = data.get("rig", {})
-        missing_keys += [
-            f"rig.{k}"
-            for k in ("mount_height", "offsets", "hfov_deg")
-            if rig_meta and k not in rig_meta
-        ]
-        if missing_keys:
-            raise ValueError(f"{path} lacks {', '.join(missing_keys)}")
-        rig = CameraRig()
-        if rig_meta:
-            rig = CameraRig(
-                mount_height=float(rig_meta["mount_height"]),
-                offsets=tuple(tuple(float(v) for v in o) for o in rig_meta["offsets"]),
-                hfov_deg=float(rig_meta["hfov_deg"]),
-            )
-        return cls(
-            view_hw=tuple(data["view_hw"]),
-            rig=rig,
-            num_inference_steps=int(data["num_inference_steps"]),
-            guidance_scale=float(data.get("guidance_scale", 1.0)),
-        )
-
-    def write(self, folder: str | os.PathLike[str]) -> None:
-        """Write ``folder/pipeline.json`` (inside :func:`save_pipeline`'s temporary folder)."""
-        (Path(folder) / PIPELINE_FILE).write_text(json.dumps(self.to_json(), indent=2) + "\n")
-
-    @classmethod
-    def read(cls, folder: str | os.PathLike[str]) -> PipelineMeta:
-        """Read and check ``folder/pipeline.json``."""
-        path = Path(folder) / PIPELINE_FILE
-        return cls.from_json(_read_json(path), path)
+__all__ = [
+    "PIPELINE_FILE",
+    "PipelineMeta",
+    "from_cogvideox",
+    "is_pipeline_folder",
+    "load_model",
+    "load_pipeline",
+    "save_pipeline",
+]
 
 
 def save_pipeline(pipe: ShareVersePipeline, folder: str | os.PathLike[str]) -> None:
-    """Write ``pipe`` to ``folder`` atomically (a sibling temporary folder, then a rename)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"{folder} exists and is not a folder; refusing to replace it")
-    with atomic_folder(folder) as tmp:
-        pipe.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)
-        pipe.vae.save_pretrained(tmp / "vae", safe_serialization=True)
-        pipe.scheduler.save_pretrained(tmp / "scheduler")
-        PipelineMeta.of(pipe).write(tmp)
-
-
-def _require(folder: Path, relative: list[str]) -> None:
-    missing = [r for r in relative if not (folder / r).is_file()]
-    if missing:
-        raise FileNotFoundError(f"checkpoint folder {folder} is missing: {', '.join(missing)}")
-
-
-def _weights_present(component: Path) -> None:
-    if not ((component / WEIGHTS).is_file() or (component / SHARDED_INDEX).is_file()):
-        raise FileNotFoundError(
-            f"{component} has no {WEIGHTS} (or sharded index); only safetensors weights are loaded"
-        )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"corrupt JSON file {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return data
-
-
-def _load_component(cls: Any, component: Path, **kwargs: Any) -> Any:
-    _require(component, ["config.json"])
-    _weights_present(component)
-    try:
-        return cls.from_pretrained(
-            component, use_safetensors=True, low_cpu_mem_usage=False, **kwargs
-        )
-    except (OSError, ValueError, RuntimeError, SafetensorError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"could not load {component}: corrupt or mismatched files ({err})"
-        ) from err
+    """Write ``pipe`` to ``folder`` atomically (:meth:`ShareVersePipeline.save_pretrained`)."""
+    pipe.save_pretrained(folder)
 
 
 def load_pipeline(
@@ -178,52 +53,9 @@ def load_pipeline(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> ShareVersePipeline:
-    """Load a pipeline folder written by :func:`save_pipeline`, checking every file first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no pipeline folder at {folder}")
-    _require(
-        folder,
-        [
-            PIPELINE_FILE,
-            "transformer/config.json",
-            "vae/config.json",
-            "scheduler/scheduler_config.json",
-        ],
-    )
-    meta = PipelineMeta.read(folder)
-    transformer = _load_component(ShareVerseTransformer, folder / "transformer")
-    vae = _load_component(AutoencoderKLCogVideoX, folder / "vae")
-    try:
-        scheduler = CogVideoXDDIMScheduler.from_pretrained(folder / "scheduler")
-    except (OSError, ValueError) as err:
-        raise ValueError(f"could not load {folder / 'scheduler'}: {err}") from err
-    pipe = ShareVersePipeline(
-        transformer,
-        vae,
-        scheduler,
-        meta.view_hw,
-        rig=meta.rig,
-        num_inference_steps=meta.num_inference_steps,
-        guidance_scale=meta.guidance_scale,
-    )
-    return pipe.to(device, dtype)
-
-
-def _load_state_dict(component: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a (possibly sharded) safetensors checkpoint."""
-    if (component / WEIGHTS).is_file():
-        files = [component / WEIGHTS]
-    else:
-        index = _read_json(component / SHARDED_INDEX)
-        files = [component / shard for shard in sorted(set(index.get("weight_map", {}).values()))]
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        try:
-            state.update(load_file(file))
-        except (OSError, SafetensorError) as err:
-            raise ValueError(f"corrupt or unreadable safetensors file {file}: {err}") from err
-    return state
+    """Load a pipeline folder, checking every file first (:meth:`ShareVersePipeline.
+    from_pretrained`)."""
+    return ShareVersePipeline.from_pretrained(folder, device=device, dtype=dtype)
 
 
 def from_cogvideox(
@@ -243,13 +75,13 @@ def from_cogvideox(
     :class:`ShareVerseTransformer` (e.g. ``cross_agent_every``).
     """
     path = Path(path)
-    _require(path, ["transformer/config.json", "vae/config.json"])
-    _weights_present(path / "transformer")
-    base = _read_json(path / "transformer" / "config.json")
+    require_files(path, ["transformer/config.json", "vae/config.json"])
+    require_weights(path / "transformer")
+    base = read_json(path / "transformer" / "config.json")
     config = {k: v for k, v in base.items() if not k.startswith("_")}
     config.update(shareverse_options)
     transformer = ShareVerseTransformer(**config)
-    state = _load_state_dict(path / "transformer")
+    state = load_state_dict(path / "transformer")
     missing, unexpected = transformer.load_state_dict(state, strict=False)
     additions = set(transformer.shareverse_parameter_names())
     really_missing = sorted(set(missing) - additions)
@@ -259,7 +91,7 @@ def from_cogvideox(
             f"missing {really_missing[:5]}, unexpected {sorted(unexpected)[:5]}"
         )
     transformer.init_shareverse_additions()
-    vae = _load_component(AutoencoderKLCogVideoX, path / "vae")
+    vae = load_component(AutoencoderKLCogVideoX, path / "vae")
     scheduler_dir = path / "scheduler"
     if (scheduler_dir / "scheduler_config.json").is_file():
         scheduler = CogVideoXDDIMScheduler.from_pretrained(scheduler_dir)

@@ -19,6 +19,12 @@ from shareverse_env.models.conditioning import (
     transformer_in_channels,
 )
 from shareverse_env.models.configs import build_scheduler, build_transformer, build_vae, get_spec
+from shareverse_env.models.pipeline_folder import (
+    PipelineComponents,
+    PipelineMeta,
+    read_components,
+    write_components,
+)
 from shareverse_env.models.transformer import MemoryContext, ShareVerseTransformer
 from shareverse_env.models.vae import decode_chunk, encode_images
 from tqdm.auto import tqdm
@@ -187,17 +193,26 @@ class ShareVersePipeline:
         dtype: torch.dtype | None = None,
     ) -> ShareVersePipeline:
         """Load a folder written by :meth:`save_pretrained` (safetensors + JSON only), then move
-        it to ``device`` / ``dtype``; see :func:`~shareverse_env.models.loading.load_pipeline`."""
-        from shareverse_env.models.loading import load_pipeline
-
-        return load_pipeline(folder, device=device, dtype=dtype)
+        it to ``device`` / ``dtype`` (the format: :mod:`~shareverse_env.models.pipeline_folder`)."""
+        parts = read_components(folder)
+        pipe = cls(
+            parts.transformer,
+            parts.vae,
+            parts.scheduler,
+            parts.meta.view_hw,
+            rig=parts.meta.rig,
+            num_inference_steps=parts.meta.num_inference_steps,
+            guidance_scale=parts.meta.guidance_scale,
+        )
+        return pipe.to(device, dtype)
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
         """Write transformer, VAE, scheduler and ``pipeline.json`` atomically to ``folder``;
-        see :func:`~shareverse_env.models.loading.save_pipeline`."""
-        from shareverse_env.models.loading import save_pipeline
-
-        save_pipeline(self, folder)
+        the format: :mod:`~shareverse_env.models.pipeline_folder`."""
+        meta = PipelineMeta.of(self)
+        write_components(
+            folder, PipelineComponents(self.transformer, self.vae, self.scheduler, meta)
+        )
 
     def to(
         self, device: str | torch.device | None = None, dtype: torch.dtype | None = None

@@ -188,3 +188,19 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     path = tmp_path / "probe.py"
     path.write_text("def f():\n    from shareverse_env.envs.parallel import EnvConfig\n")
     assert (2, "shareverse_env.envs.parallel") in _imports("shareverse_env.core.probe", path)
+
+
+@pytest.mark.parametrize("layer", sorted(set(ALLOWED) - {"root", "cli"}))
+def test_each_subsystem_has_one_import_surface(layer):
+    # The package's __init__ names what the subsystem offers (``__all__``), and every name there
+    # resolves: the one place a reader looks for a subsystem's public API.
+    import importlib
+
+    surfaces = [
+        m for m, p in modules().items() if subsystem(m) == layer and p.name == "__init__.py"
+    ]
+    top = min(surfaces, key=len)
+    package = importlib.import_module(top)
+    assert getattr(package, "__all__", None), f"{top} has no __all__"
+    missing = [name for name in package.__all__ if not hasattr(package, name)]
+    assert not missing, f"{top}.__all__ names what it does not hold: {missing}"

@@ -27,6 +27,7 @@ Example:
 from shareverse_env.wrappers.base import FrameTransformWrapper
 from shareverse_env.wrappers.dict_observation import DictObservation
 from shareverse_env.wrappers.episode_statistics import RecordEpisodeStatistics
+from shareverse_env.wrappers.for_policy import wrap_for_policy
 from shareverse_env.wrappers.frame_stack import StackChunkFrames
 from shareverse_env.wrappers.grayscale import GrayscaleObservation
 from shareverse_env.wrappers.meta_actions import META_ACTIONS, MetaActions
@@ -48,4 +49,5 @@ __all__ = [
     "SingleAgentEnv",
     "StackChunkFrames",
     "capped_cubic_schedule",
+    "wrap_for_policy",
 ]

@@ -82,6 +82,12 @@ class ResizeObservation(FrameTransformWrapper):
         x = frames if has_channels else frames[..., None]
         rows = resample_matrix(x.shape[-3], self.shape[0])
         cols = resample_matrix(x.shape[-2], self.shape[1])
-        out = np.einsum("oh,...hwc,pw->...opc", rows, x.astype(np.float32), cols, optimize=True)
+        # Two stacked matmuls of fixed shapes: each frame is summed in the same order whatever
+        # the batch (an optimised einsum picks its contraction by shape, so a chunk's last frame
+        # could round differently from the same frame resized alone).
+        x = x.astype(np.float32)
+        tall = rows @ x.reshape(*x.shape[:-2], -1)  # (..., o, w * c)
+        tall = tall.reshape(*tall.shape[:-1], x.shape[-2], x.shape[-1])
+        out = np.swapaxes(np.swapaxes(tall, -1, -2) @ cols.T, -1, -2)  # (..., o, p, c)
         out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
         return out if has_channels else out[..., 0]

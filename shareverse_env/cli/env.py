@@ -36,9 +36,10 @@ from shareverse_env.backends import (
 )
 from shareverse_env.core.geometry import NEW_FRAMES_PER_CHUNK, VIEW_NAMES
 from shareverse_env.envs.parallel import ACTION_FIELDS
-from shareverse_env.policies.actor_critic import load_policy, read_policy_sidecar, wrap_for_policy
+from shareverse_env.policies.actor_critic import load_policy, read_policy_sidecar
 from shareverse_env.world.scenarios import SCENARIOS
 from shareverse_env.world.weather import WEATHERS
+from shareverse_env.wrappers import wrap_for_policy
 
 POLICY_NAMES = ("random", "expert", "still")
 

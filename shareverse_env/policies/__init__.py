@@ -10,7 +10,7 @@ A policy is a callable ``policy(observations) -> {agent: action}`` for the env's
 ``"random"``    :func:`random_policy`: uniform samples of the action space
 ``"still"``     :func:`still_policy`: the zero pose delta, every car stands where it is
 a path          a trained :class:`ActorCritic` checkpoint (``.safetensors``), loaded by
-                :func:`load_policy`; wrap the env with :func:`wrap_for_policy` first when the
+                :func:`load_policy`; wrap the env with :func:`shareverse_env.wrappers.wrap_for_policy` first when the
                 network reads wrapped observations
 ==============  ================================================================================
 
@@ -37,7 +37,6 @@ from shareverse_env.policies.actor_critic import (
     LearnedPolicy,
     load_policy,
     save_policy,
-    wrap_for_policy,
 )
 from shareverse_env.policies.base import Policy, reset_policy
 from shareverse_env.policies.expert import RouteFollowingExpert
@@ -88,5 +87,4 @@ __all__ = [
     "run_episode",
     "save_policy",
     "still_policy",
-    "wrap_for_policy",
 ]

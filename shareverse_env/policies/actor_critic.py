@@ -32,7 +32,7 @@ an untrained network drives straight ahead at about 4 m/s.
 
 Checkpoints are two files written atomically: ``NAME.safetensors`` (the weights) and the JSON
 sidecar ``NAME.json`` (format, architecture, the spaces it was made for, the observation
-wrappers it was trained behind, free metadata). :func:`wrap_for_policy` rebuilds those wrappers
+wrappers it was trained behind, free metadata). :func:`~shareverse_env.wrappers.wrap_for_policy` rebuilds those wrappers
 around a bare env, so ``shareverse-env rollout --policy PATH`` runs any checkpoint.
 Nothing is unpickled when loading; a checkpoint made for other spaces is refused with an error
 that names both.
@@ -559,7 +559,7 @@ def save_policy(
         meta: free JSON-able metadata (training settings, results); stored under ``"meta"``.
         observation_wrappers: the observation wrappers between the bare env and the network,
             innermost first, as ``{"name": CLASS_NAME, **keywords}`` with a name from
-            :data:`WRAPPERS`; :func:`wrap_for_policy` rebuilds them.
+            :data:`WRAPPERS`; :func:`~shareverse_env.wrappers.wrap_for_policy` rebuilds them.
 
     Example:
         >>> import tempfile
@@ -583,7 +583,7 @@ def save_policy(
             "image_key": net.config.image_key,
             "vectors": [list(v) for v in net.config.vectors],
         },
-        "observation_wrappers": _check_wrapper_specs(list(observation_wrappers), "save_policy"),
+        "observation_wrappers": check_wrapper_specs(list(observation_wrappers), "save_policy"),
         "action": {"low": list(net.config.action_low), "high": list(net.config.action_high)},
         "meta": meta or {},
     }
@@ -674,7 +674,7 @@ def check_compatible(config: ActorCriticConfig, env: ParallelEnv, source: str = 
             hint = ""
             if is_dict and not isinstance(obs_space, gymnasium.spaces.Dict):
                 hint = (
-                    "; wrap the env with shareverse_env.policies.wrap_for_policy(env, path) first"
+                    "; wrap the env with shareverse_env.wrappers.wrap_for_policy(env, path) first"
                 )
             raise ValueError(
                 f"{source} made for {wanted} cannot drive {agent!r}: {err}{hint}"
@@ -690,7 +690,7 @@ def check_compatible(config: ActorCriticConfig, env: ParallelEnv, source: str = 
         if not same:
             hint = "use the same wrappers and view size as in training"
             if is_dict != isinstance(obs_space, gymnasium.spaces.Dict):
-                hint = "wrap the env with shareverse_env.policies.wrap_for_policy(env, path) first"
+                hint = "wrap the env with shareverse_env.wrappers.wrap_for_policy(env, path) first"
             raise ValueError(
                 f"{source} was made for {wanted}, but {agent!r} of this env has "
                 f"{_space_text(got_config)}; {hint}"
@@ -705,10 +705,12 @@ WRAPPERS: tuple[str, ...] = (
     "DictObservation",
 )
 """Observation wrappers a checkpoint may record (``observation_wrappers``) and
-:func:`wrap_for_policy` rebuilds, by class name of :mod:`shareverse_env.wrappers`."""
+:func:`~shareverse_env.wrappers.wrap_for_policy` rebuilds, by class name of :mod:`shareverse_env.wrappers`."""
 
 
-def _check_wrapper_specs(specs: Any, source: str) -> list[dict[str, Any]]:
+def check_wrapper_specs(specs: Any, source: str) -> list[dict[str, Any]]:
+    """``specs`` checked as a list of :data:`WRAPPERS` entries (dicts with a ``name``); errors
+    name ``source``."""
     if not isinstance(specs, list | tuple):
         raise ValueError(f"{source}: observation_wrappers must be a list; got {specs!r}")
     checked = []
@@ -720,43 +722,6 @@ def _check_wrapper_specs(specs: Any, source: str) -> list[dict[str, Any]]:
             )
         checked.append(dict(spec))
     return checked
-
-
-def wrap_for_policy(env: ParallelEnv, path: str | os.PathLike[str]) -> ParallelEnv:
-    """``env`` wrapped in the observation wrappers the checkpoint at ``path`` was trained behind
-    (its sidecar's ``observation_wrappers``, innermost first); ``env`` itself when there are none.
-
-    Example:
-        >>> import tempfile, shareverse_env
-        >>> from pathlib import Path
-        >>> from shareverse_env.wrappers import DictObservation
-        >>> env = DictObservation(shareverse_env.parallel_env(backend="world"), route_points=4)
-        >>> path = Path(tempfile.mkdtemp()) / "p.safetensors"
-        >>> save_policy(path, ActorCritic.for_env(env),
-        ...             observation_wrappers=[{"name": "DictObservation", "route_points": 4}])
-        >>> bare = shareverse_env.parallel_env(backend="world", max_cycles=2)
-        >>> wrapped = wrap_for_policy(bare, path)
-        >>> sorted(wrapped.observation_space("agent_0"))
-        ['goal', 'image', 'pose', 'route', 'speed']
-    """
-    data = read_policy_sidecar(path)
-    specs = _check_wrapper_specs(data.get("observation_wrappers", []), str(sidecar_path(path)))
-    if not specs:
-        return env
-    from shareverse_env import wrappers
-
-    for spec in specs:
-        kwargs = {k: v for k, v in spec.items() if k != "name"}
-        for key, value in kwargs.items():  # JSON lists back to the tuples the wrappers take
-            if isinstance(value, list):
-                kwargs[key] = tuple(value)
-        try:
-            env = getattr(wrappers, spec["name"])(env, **kwargs)
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"policy checkpoint {path}: cannot rebuild wrapper {spec!r} ({err})"
-            ) from err
-    return env
 
 
 def load_policy(

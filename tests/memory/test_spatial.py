@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import shareverse_env.memory as memory_module
+import shareverse_env.memory.spatial as memory_module
 from shareverse_env.memory import SOURCES, Retrieval, SpatialMemory, sample_query_positions
 
 ENTRY = (2, 3)

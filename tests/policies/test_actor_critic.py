@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from shareverse_env.wrappers import wrap_for_policy
 
 from shareverse_env.policies import Policy, run_episode
 from shareverse_env.policies.actor_critic import (
@@ -26,7 +27,6 @@ from shareverse_env.policies.actor_critic import (
     select_observations,
     sidecar_path,
     stack_observations,
-    wrap_for_policy,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
