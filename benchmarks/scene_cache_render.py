@@ -5,7 +5,9 @@
     python benchmarks/scene_cache_render.py --device cuda   # on a GPU
 
 Timing: a two-agent chunk, 2 agents × 28 frames, each agent's frames rendered from 4 buffers
-(its own), at 64×96 views; plus ``select`` (4 of 8 pooled buffers) per agent, by each method.
+(its own), at 64×96 views; plus a selection (4 of 8 pooled buffers) per agent, by each method of
+:data:`SELECT_METHODS`: ``SceneCache.select`` (coverage) and two alternatives it was chosen
+over, kept here for the comparison (:func:`select_marginal`, :func:`select_eq3`).
 Buffers use random RGB and a flat-ground depth (geometry does not change the cost much).
 
 Fidelity: in ``generate_town(seed)``, for several starts on the town's roads, the exact first
@@ -17,7 +19,7 @@ repeating the first frame on the same pixels.
 Selection (with the fidelity part): at the same starts, 8 buffers are cached, some useful and
 some not: the first frame, frames 0.7, 2.7 and 30 m behind it (the agent's own), frames 6 and
 12 m ahead facing back (another agent coming the other way), and two frames at other starts
-(elsewhere in the town). Each ``SceneCache.select`` method picks k = 2 (and 3) of them for the
+(elsewhere in the town). Each selection method picks k = 2 (and 3) of them for the
 8 m forward chunk; frames 7/14/21/28 rendered from those two are compared with the exact
 renderer: coverage, PSNR on the covered pixels, and PSNR of the whole frame with the holes
 filled by the first frame; "picks" names the chosen buffers per start.
@@ -31,10 +33,68 @@ import time
 import numpy as np
 import torch
 
-from shareverse_env.core.geometry import CameraRig, plan_chunk
-from shareverse_env.scene.cache import SELECT_METHODS, SceneBuffer, SceneCache
+from shareverse_env.core.geometry import CameraRig, check_finite_poses, plan_chunk
+from shareverse_env.memory import sample_query_positions
+from shareverse_env.scene.cache import SceneBuffer, SceneCache
 
 HW = (64, 96)
+
+SELECT_METHODS: tuple[str, ...] = ("coverage", "marginal", "eq3")
+"""The buffer selections compared: ``SceneCache.select`` and the two alternatives below."""
+
+
+def select_marginal(cache: SceneCache, poses: np.ndarray, k: int) -> np.ndarray:
+    """Greedy selection: each next buffer adds the most pixels of the downsampled planned views
+    (those of ``SceneCache.coverage``) that the ones picked so far leave uncovered (ties: higher
+    own coverage, then newer). Once no buffer adds a pixel, the rest follow in coverage order, so
+    that up to ``k`` are still returned."""
+    k = min(int(k), len(cache))
+    masks = cache._coverage_masks(check_finite_poses(poses), 2, 4)
+    cov = masks.mean(axis=1)
+    order = np.lexsort((-np.arange(len(cov)), -cov))  # coverage desc, then newest first
+    covered = np.zeros(masks.shape[1], dtype=bool)
+    picked: list[int] = []
+    while len(picked) < k:
+        gain = np.array([(m & ~covered).sum() for m in masks])
+        gain[picked] = -1
+        best = max(order, key=lambda i: gain[i])  # first of the maxima in coverage order
+        if gain[best] <= 0:
+            break
+        picked.append(int(best))
+        covered |= masks[best]
+    picked += [int(i) for i in order if int(i) not in picked][: k - len(picked)]
+    return np.array(picked, dtype=np.int64)
+
+
+def select_eq3(cache: SceneCache, poses: np.ndarray, k: int) -> np.ndarray:
+    """The paper's Eq. 3 retrieval applied to the cache: for each of ``k`` query positions
+    spaced evenly by arc length along the planned path (``sample_query_positions``), the buffer
+    whose pose is nearest in ``(x, y)`` (ties: the older one); duplicates dropped, then filled
+    up to ``k`` by the buffers nearest the last planned pose. Needs no rendering."""
+    poses = check_finite_poses(poses)
+    if poses.ndim != 2 or not len(poses):
+        raise ValueError(f"poses must have shape (F, 3) with F ≥ 1; got {poses.shape}")
+    k = min(int(k), len(cache))
+    if k == 0:
+        return np.zeros(0, np.int64)
+    xy = np.array([b.pose[:2] for b in cache.buffers])  # (B, 2)
+    queries = sample_query_positions(poses, k)
+    d2 = ((queries[:, None, :] - xy[None]) ** 2).sum(-1)  # (Q, B)
+    picked = list(dict.fromkeys(int(i) for i in d2.argmin(axis=1)))  # first minimum
+    last = ((xy - poses[-1, :2]) ** 2).sum(-1)
+    rest = [int(i) for i in np.argsort(last, kind="stable") if int(i) not in picked]
+    return np.array((picked + rest)[:k], dtype=np.int64)
+
+
+def select_by(cache: SceneCache, poses: np.ndarray, k: int, method: str) -> np.ndarray:
+    """Up to ``k`` buffer indices for the planned ``poses`` by ``method`` (:data:`SELECT_METHODS`)."""
+    if method == "coverage":
+        return cache.select(poses, k)
+    if method == "marginal":
+        return select_marginal(cache, poses, k)
+    if method == "eq3":
+        return select_eq3(cache, poses, k)
+    raise ValueError(f"method must be one of {SELECT_METHODS}; got {method!r}")
 
 
 def ground_depth(rig: CameraRig, hw: tuple[int, int]) -> np.ndarray:
@@ -80,7 +140,7 @@ def timing(device: str, repeats: int) -> None:
     render = best(lambda: [cache.render(plans[a], own[a]) for a in range(2)])
     select = best(lambda: [cache.select(plans[a], 4) for a in range(2)])
     by_method = {
-        m: best(lambda m=m: [cache.select(plans[a], 4, method=m) for a in range(2)])
+        m: best(lambda m=m: [select_by(cache, plans[a], 4, m) for a in range(2)])
         for m in SELECT_METHODS
         if m != "coverage"  # the default: timed above
     }
@@ -195,7 +255,7 @@ def selection(seed: int, starts: int, k: int = 2) -> None:
             cache.add(SceneBuffer(frames.rgb[i], frames.depth[i], poses[i], agents[i], int(i)))
         order = [b.time for b in cache.buffers]  # buffer index -> row of `poses`
         for m in SELECT_METHODS:
-            sel = cache.select(plan, k, method=m)
+            sel = select_by(cache, plan, k, m)
             picks[m].append(" & ".join(names[order[i]] for i in sel))
             out = cache.render(targets, sel)
             for f in range(len(targets)):

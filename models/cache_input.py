@@ -47,13 +47,11 @@ import torch
 import torch.nn.functional as F
 
 from shareverse_env.core.cache_guide import CacheGuide
-from shareverse_env.core.geometry import CHUNK_FRAMES
+from shareverse_env.core.geometry import CHUNK_FRAMES, VAE_SPATIAL_FACTOR, VAE_TEMPORAL_FACTOR
 
 EXTRA_CHANNELS = 3
 """Channels besides the render's latent: cache mask, car coverage, car nearness."""
 
-SPATIAL_FACTOR = 8
-TEMPORAL_FACTOR = 4
 HOLE_GREY = 128
 """Fill of uncovered pixels before encoding: mid-grey is 0 in the VAE's [-1, 1] input."""
 
@@ -76,15 +74,15 @@ def cache_in_channels(latent_channels: int) -> int:
 def _group_frames(x: torch.Tensor) -> list[torch.Tensor]:
     """``(N, 29, …)`` → the frames of each latent frame: ``[0]``, ``[1..4]``, ``[5..8]``, …"""
     groups = [x[:, :1]]
-    for start in range(1, x.shape[1], TEMPORAL_FACTOR):
-        groups.append(x[:, start : start + TEMPORAL_FACTOR])
+    for start in range(1, x.shape[1], VAE_TEMPORAL_FACTOR):
+        groups.append(x[:, start : start + VAE_TEMPORAL_FACTOR])
     return groups
 
 
 def pool_min(mask: torch.Tensor) -> torch.Tensor:
     """``(N, 29, H, W)`` in [0, 1] → ``(N, 8, H/8, W/8)``: the minimum over each latent cell."""
     out = [
-        -F.max_pool2d(-g.amin(dim=1, keepdim=True), SPATIAL_FACTOR)[:, 0]
+        -F.max_pool2d(-g.amin(dim=1, keepdim=True), VAE_SPATIAL_FACTOR)[:, 0]
         for g in _group_frames(mask)
     ]
     return torch.stack(out, dim=1)
@@ -93,14 +91,15 @@ def pool_min(mask: torch.Tensor) -> torch.Tensor:
 def pool_mean(x: torch.Tensor) -> torch.Tensor:
     """``(N, 29, H, W)`` → ``(N, 8, H/8, W/8)``: the mean over each latent cell."""
     out = [
-        F.avg_pool2d(g.mean(dim=1, keepdim=True), SPATIAL_FACTOR)[:, 0] for g in _group_frames(x)
+        F.avg_pool2d(g.mean(dim=1, keepdim=True), VAE_SPATIAL_FACTOR)[:, 0]
+        for g in _group_frames(x)
     ]
     return torch.stack(out, dim=1)
 
 
 def latent_keyframes(frames: int = CHUNK_FRAMES) -> np.ndarray:
     """The frame encoded for each latent frame: 0, then the last of each group of four."""
-    return np.arange(0, frames, TEMPORAL_FACTOR)
+    return np.arange(0, frames, VAE_TEMPORAL_FACTOR)
 
 
 def cache_states(

@@ -7,9 +7,9 @@ along each camera's optical axis) and a sky logit per pixel; :func:`predict_dept
 these into depth with ``inf`` on the sky, as the dataset stores it. It is trained on the
 renderer's exact depth with blur, noise and resampling augmentation (``shareverse-train
 depth``, :mod:`shareverse_env.models.training.depth`) so that generated frames, which are
-blurrier and noisier than rendered ones, can still be lifted to 3D. :func:`align_depth` fits
-a prediction to known depth (e.g. a scene cache's reprojection) by scale and shift on inverse
-depth.
+blurrier and noisier than rendered ones, can still be lifted to 3D;
+:func:`shareverse_env.scene.depth_align.align_depth` fits a prediction to known depth (a scene
+cache's reprojection) by scale and shift on inverse depth.
 
 Example:
     >>> import numpy as np, torch
@@ -34,19 +34,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
-WEIGHTS_DIR = Path(__file__).parent / "weights" / "depth"
+from shareverse_env.core.geometry import MAX_DEPTH
+from shareverse_env.core.tiling import tile_views, untile_views
+from shareverse_env.core.weights import SHIPPED_DEPTH, shipped_weights
+
+WEIGHTS_DIR = shipped_weights(SHIPPED_DEPTH)
+"""Where the trained depth network ships inside the package (:mod:`shareverse_env.core.weights`)."""
 WEIGHTS_FILE = "depth.safetensors"
 CONFIG_FILE = "config.json"
 CONFIG_FORMAT = "shareverse-depthnet"
 
 MIN_DEPTH = 0.1
 """Smallest depth the net outputs (metres): the log-depth head is clamped here."""
-MAX_DEPTH = 1000.0
-"""Largest depth the net outputs (metres); the renderer draws geometry up to 250 m."""
-MIN_OVERLAP = 64
-"""Fewer overlap pixels than this and :func:`align_depth` leaves the prediction alone."""
 
 
 def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -155,26 +157,33 @@ class DepthNet(nn.Module):
 def frames_to_views(frames: np.ndarray) -> torch.Tensor:
     """uint8 tiled frames ``(N, 2H, 2W, 3)`` → float views ``(4N, 3, H, W)`` in [0, 1].
 
+    The four views of frame ``n`` are rows ``4n .. 4n + 3`` in
+    :data:`~shareverse_env.core.geometry.VIEW_NAMES` order (:func:`~shareverse_env.core.tiling.
+    untile_views`).
+
     Example:
         >>> frames_to_views(np.zeros((2, 128, 192, 3), np.uint8)).shape
         torch.Size([8, 3, 64, 96])
     """
-    n, h2, w2, _ = frames.shape
-    h, w = h2 // 2, w2 // 2
-    t = torch.from_numpy(np.ascontiguousarray(frames)).reshape(n, 2, h, 2, w, 3)
-    t = t.permute(0, 1, 3, 5, 2, 4).reshape(4 * n, 3, h, w)  # view order: row-major tiles
-    return t.float().div_(255.0)
+    views = untile_views(torch.from_numpy(np.ascontiguousarray(frames)))  # (N, 4, H, W, 3)
+    # Contiguous before the cast: the net's convolutions see the same memory layout every time.
+    views = rearrange(views, "n v h w c -> (n v) c h w").contiguous()
+    return views.float().div_(255.0)
 
 
 def views_to_frames(views: torch.Tensor) -> torch.Tensor:
-    """Per-view maps ``(4N, H, W)`` → tiled ``(N, 2H, 2W)`` (inverse of the view split).
+    """Per-view maps ``(4N, H, W)`` → tiled ``(N, 2H, 2W)``, or per-view images ``(4N, C, H, W)``
+    → tiled ``(N, 2H, 2W, C)``: the inverse of :func:`frames_to_views`'s split (no scaling).
 
     Example:
         >>> views_to_frames(torch.zeros(8, 64, 96)).shape
         torch.Size([2, 128, 192])
+        >>> views_to_frames(torch.zeros(8, 3, 64, 96)).shape
+        torch.Size([2, 128, 192, 3])
     """
-    n4, h, w = views.shape
-    return views.reshape(n4 // 4, 2, 2, h, w).permute(0, 1, 3, 2, 4).reshape(n4 // 4, 2 * h, 2 * w)
+    if views.ndim == 3:
+        return tile_views(rearrange(views, "(n v) h w -> n v h w", v=4)[..., None])[..., 0]
+    return tile_views(rearrange(views, "(n v) c h w -> n v h w c", v=4))
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -309,66 +318,6 @@ def predict_depth(model: DepthNet, frames: np.ndarray, batch_size: int = 16) -> 
     model.train(was_training)
     result = np.concatenate(out) if out else np.zeros(frames.shape[:3], np.float32)
     return result[0] if single else result
-
-
-def align_depth(
-    pred: np.ndarray, reference: np.ndarray, overlap: np.ndarray, trim: float = 2.5
-) -> np.ndarray:
-    """Fit ``pred`` to ``reference`` on ``overlap`` by a scale and shift of inverse depth.
-
-    Solves ``a / pred + b ≈ 1 / reference`` by least squares over the overlap pixels where both
-    are finite and positive, then refits once without the outliers (residuals beyond ``trim``
-    times their robust spread, 1.4826 × the median absolute deviation), so that a few wrong
-    reference pixels (moving cars, occlusions) do not pull the fit. Inverse depth is what a
-    monocular net gets right up to an affine map, and it keeps far pixels from dominating.
-
-    Returns the aligned depth, float32, same shape: ``1 / (a / pred + b)`` with the inverse
-    clamped to at least ``1 / MAX_DEPTH`` (so results stay positive and finite), ``inf``
-    where ``pred`` is ``inf`` (sky stays sky). With fewer than :data:`MIN_OVERLAP` usable
-    pixels, or a fit whose scale is not positive, ``pred`` comes back unchanged.
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> truth = rng.uniform(2.0, 80.0, (64, 96)).astype(np.float32)
-        >>> pred = 1.0 / (0.5 / truth + 0.02)  # a wrong scale and shift of inverse depth
-        >>> pred[:2] = np.inf  # sky
-        >>> mask = np.ones_like(truth, bool)
-        >>> aligned = align_depth(pred, truth, mask)
-        >>> bool(np.isinf(aligned[:2]).all()), bool(np.allclose(aligned[2:], truth[2:], rtol=1e-3))
-        (True, True)
-        >>> align_depth(pred, truth, np.zeros_like(mask)) is pred  # no overlap: unchanged
-        True
-    """
-    pred = np.asarray(pred)
-    reference = np.asarray(reference)
-    overlap = np.asarray(overlap, dtype=bool)
-    if pred.shape != reference.shape or pred.shape != overlap.shape:
-        raise ValueError(
-            f"shapes differ: pred {pred.shape}, reference {reference.shape}, overlap {overlap.shape}"
-        )
-    usable = overlap & np.isfinite(pred) & np.isfinite(reference) & (pred > 0) & (reference > 0)
-    if usable.sum() < MIN_OVERLAP:
-        return pred
-    x = 1.0 / pred[usable].astype(np.float64)
-    y = 1.0 / reference[usable].astype(np.float64)
-    keep = np.ones(len(x), bool)
-    a = b = 0.0
-    for _ in range(2):  # a plain fit, then one refit without outliers
-        design = np.stack([x[keep], np.ones(int(keep.sum()))], axis=1)
-        (a, b), *_ = np.linalg.lstsq(design, y[keep], rcond=None)
-        residual = np.abs(a * x + b - y)
-        spread = 1.4826 * np.median(residual[keep]) + 1e-12
-        new_keep = residual <= trim * spread
-        if new_keep.sum() < MIN_OVERLAP:
-            break
-        keep = new_keep
-    if not a > 0:
-        return pred
-    with np.errstate(divide="ignore"):
-        inverse = a / pred.astype(np.float64) + b
-    aligned = 1.0 / np.maximum(inverse, 1.0 / MAX_DEPTH)
-    aligned[~(np.isfinite(pred) & (pred > 0))] = np.inf
-    return aligned.astype(np.float32)
 
 
 def absrel(pred: np.ndarray, truth: np.ndarray, max_depth: float = 250.0) -> float:

@@ -32,6 +32,9 @@ from shareverse_env.models.pipeline_folder import (
 )
 from shareverse_env.models.transformer import ShareVerseTransformer
 
+from shareverse_env.core.geometry import VAE_SPATIAL_FACTOR
+from shareverse_env.core.weights import SHIPPED_PIPELINE, shipped_weights
+
 __all__ = [
     "PIPELINE_FILE",
     "PipelineMeta",
@@ -98,15 +101,18 @@ def from_cogvideox(
     else:
         scheduler = CogVideoXDDIMScheduler(**SCHEDULER_CONFIG)
     if view_hw is None:
-        # Tiled frames are the latent sample size × 8; each view is half of that.
-        view_hw = (config["sample_height"] * 4, config["sample_width"] * 4)
+        # Tiled frames are the latent sample size × the VAE's factor; each view is half of that.
+        view_hw = (
+            config["sample_height"] * VAE_SPATIAL_FACTOR // 2,
+            config["sample_width"] * VAE_SPATIAL_FACTOR // 2,
+        )
     steps = num_inference_steps or get_spec("cogvideox-5b-i2v").num_inference_steps
     pipe = ShareVersePipeline(transformer, vae, scheduler, view_hw, num_inference_steps=steps)
     return pipe.to(dtype=dtype)
 
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "small"
-"""Where the trained small model ships inside the package (added by the training work)."""
+SHIPPED_WEIGHTS = shipped_weights(SHIPPED_PIPELINE)
+"""Where the trained small model ships inside the package (:mod:`shareverse_env.core.weights`)."""
 
 
 FULL_SIZE_CONFIGS: tuple[str, ...] = ("cogvideox-5b-i2v",)

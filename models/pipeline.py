@@ -32,13 +32,12 @@ from tqdm.auto import tqdm
 from shareverse_env.core.cache_guide import CacheGuide, NoCache
 from shareverse_env.core.geometry import (
     CHUNK_FRAMES,
+    VAE_SPATIAL_FACTOR,
     CameraRig,
     check_finite_poses,
     pack_raymaps,
     raymaps,
 )
-
-SPATIAL_FACTOR = 8
 
 
 @dataclass
@@ -147,7 +146,7 @@ class ShareVersePipeline:
         height, width = view_hw
         if height % 16 or width % 16 or height <= 0 or width <= 0:
             raise ValueError(f"view_hw must be positive multiples of 16; got {view_hw}")
-        latent_hw = (2 * height // SPATIAL_FACTOR, 2 * width // SPATIAL_FACTOR)
+        latent_hw = (2 * height // VAE_SPATIAL_FACTOR, 2 * width // VAE_SPATIAL_FACTOR)
         cfg = transformer.config
         if cfg.use_learned_positional_embeddings and latent_hw != (
             cfg.sample_height,
@@ -155,8 +154,9 @@ class ShareVersePipeline:
         ):
             raise ValueError(
                 f"view_hw {view_hw} gives {latent_hw} latents; this transformer serves only "
-                f"{cfg.sample_height}x{cfg.sample_width} (tiled {cfg.sample_height * 8}x"
-                f"{cfg.sample_width * 8} frames)"
+                f"{cfg.sample_height}x{cfg.sample_width} (tiled "
+                f"{cfg.sample_height * VAE_SPATIAL_FACTOR}x{cfg.sample_width * VAE_SPATIAL_FACTOR} "
+                "frames)"
             )
         latent_channels = vae.config.latent_channels
         in_channels = transformer_in_channels(latent_channels)
@@ -238,7 +238,10 @@ class ShareVersePipeline:
 
     @property
     def latent_hw(self) -> tuple[int, int]:
-        return (self.frame_shape[0] // SPATIAL_FACTOR, self.frame_shape[1] // SPATIAL_FACTOR)
+        return (
+            self.frame_shape[0] // VAE_SPATIAL_FACTOR,
+            self.frame_shape[1] // VAE_SPATIAL_FACTOR,
+        )
 
     @property
     def scaling_factor(self) -> float:
@@ -277,7 +280,7 @@ class ShareVersePipeline:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`chunk_raymaps` as float32 CPU tensors: a training loader's threads build them
         ahead of the step, and the step moves them to the device."""
-        rays, center = raymaps(poses, self.rig, self.view_hw, downsample=SPATIAL_FACTOR)
+        rays, center = raymaps(poses, self.rig, self.view_hw, downsample=VAE_SPATIAL_FACTOR)
         packed = torch.from_numpy(pack_raymaps(rays)).permute(0, 1, 4, 2, 3)
         if memory_poses is None:
             return packed, None
@@ -286,7 +289,7 @@ class ShareVersePipeline:
             memory_poses.reshape(agents * count, 1, 3),
             self.rig,
             self.view_hw,
-            downsample=SPATIAL_FACTOR,
+            downsample=VAE_SPATIAL_FACTOR,
             center=center,
         )
         mem = torch.from_numpy(pack_raymaps(mem_rays)).permute(0, 1, 4, 2, 3)

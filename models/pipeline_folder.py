@@ -35,8 +35,8 @@ from shareverse_env.models.transformer import ShareVerseTransformer
 
 from shareverse_env.core.files import atomic_folder
 from shareverse_env.core.geometry import CameraRig
+from shareverse_env.core.weights import PIPELINE_FILE
 
-PIPELINE_FILE = "pipeline.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 SHARDED_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 

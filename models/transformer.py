@@ -35,6 +35,8 @@ from shareverse_env.models.raymap_encoder import RaymapEncoder
 from shareverse_env.models.rope import Rope, cross_agent_positions, rope_table
 from torch import nn
 
+from shareverse_env.core.geometry import VAE_TEMPORAL_FACTOR
+
 KeyValue = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -156,7 +158,7 @@ class ShareVerseTransformer(CogVideoXTransformer3DModel):
         sample_frames: int = 49,
         patch_size: int = 2,
         patch_size_t: int | None = None,
-        temporal_compression_ratio: int = 4,
+        temporal_compression_ratio: int = VAE_TEMPORAL_FACTOR,
         max_text_seq_length: int = 226,
         activation_fn: str = "gelu-approximate",
         timestep_activation_fn: str = "silu",

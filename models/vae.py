@@ -16,10 +16,15 @@ import itertools
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
+from shareverse_env.core.geometry import VAE_TEMPORAL_FACTOR
+
 ENCODER_SIDE = ("encoder", "quant_conv")
 """The VAE's submodules that map frames to latents: the latent space is a function of these (and
 of the scaling factor) alone, so the decoder can be retrained without invalidating a transformer
 or a latent cache."""
+
+ENCODE_GROUP = 2 * VAE_TEMPORAL_FACTOR
+"""Frames diffusers' CogVideoX encoder takes at a time after the first (two latent frames)."""
 
 
 def _check_video(name: str, x: torch.Tensor, ndim: int, layout: str) -> None:
@@ -39,14 +44,17 @@ def encode_moments(vae: AutoencoderKLCogVideoX, video: torch.Tensor) -> torch.Te
     """
     _check_video("video", video, 5, "(batch, 3, frames, height, width)")
     frames = video.shape[2]
-    if (frames - 1) % 4:
+    if (frames - 1) % VAE_TEMPORAL_FACTOR:
         raise ValueError(f"video must have 1 + 4k frames; got {frames}")
     latents = []
     # The first group must hold 1 + 8j frames for diffusers' encoder batching; encode causally in
     # groups ourselves so any 1 + 4k works.
     cache = None
-    first = 1 + 8 * ((frames - 1) // 8) if (frames - 1) % 8 == 0 else 5
-    bounds = [0, first, *list(range(first + 8, frames + 1, 8))]
+    if (frames - 1) % ENCODE_GROUP == 0:
+        first = 1 + ENCODE_GROUP * ((frames - 1) // ENCODE_GROUP)
+    else:
+        first = 1 + VAE_TEMPORAL_FACTOR
+    bounds = [0, first, *list(range(first + ENCODE_GROUP, frames + 1, ENCODE_GROUP))]
     if bounds[-1] != frames:
         bounds.append(frames)
     for start, end in itertools.pairwise(bounds):
@@ -81,5 +89,5 @@ def decode_chunk(vae: AutoencoderKLCogVideoX, latents: torch.Tensor) -> torch.Te
         if vae.post_quant_conv is not None:
             z = vae.post_quant_conv(z)
         dec, cache = vae.decoder(z, conv_cache=cache)
-        out.append(dec[:, :, :4] if lone else dec)
+        out.append(dec[:, :, :VAE_TEMPORAL_FACTOR] if lone else dec)
     return torch.cat(out, dim=2)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Fine-tune a ShareVerse model into a cache-conditioned one (issue 15): it gets the shared
-# scene cache's render as input and learns to continue it. The shipped weights already
-# read the cache, so the default INIT goes on training them; INIT=<a v0-style folder> starts
-# from a model without the input (zero-initialised new weights). Synthesize training data
+# Fine-tune a ShareVerse model into a cache-conditioned one: it gets the shared scene
+# cache's render as input and learns to continue it (docs/training.md). The shipped weights
+# already read the cache, so the default INIT goes on training them; INIT=<a pipeline
+# folder without the cache input> starts from such a model (zero-initialised new weights). Synthesize training data
 # (with depth), pre-encode its chunk latents and its cache inputs once, then train stage 2
 # with --cache-input until a deadline. The same command resumes every step where it stopped
 # (finished sequences, encoded files and the stage checkpoint are kept); on a lent GPU pass

@@ -58,7 +58,8 @@ MANIFEST = "cache_inputs.json"
 
 
 LEGACY_MAX_FOOTPRINT = [3, 3]
-"""The splat caps of stores whose manifest does not say (built before 2026-12-06)."""
+"""The splat caps read for a store whose manifest does not record them: such stores were
+rendered with 3 × 3 splats."""
 
 
 def _manifest(

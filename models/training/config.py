@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shareverse_env.core.geometry import VAE_TEMPORAL_FACTOR
+
 STAGES = ("vae", "decoder", "stage1", "stage2")
 """``vae``: the small VAE from scratch; ``decoder``: the VAE's decoder alone, its encoder frozen
 (the latent space, and so a transformer trained on it, stays valid); ``stage1``: 29-frame chunks
@@ -57,7 +59,7 @@ class TrainConfig:
     start_stride: int | None = None
     vae_clip_frames: int = 9
     vae_kl_weight: float = 1e-6
-    # Weight of the gradient-difference term of the VAE stages (0: L1 alone, as before). L1 alone
+    # Weight of the gradient-difference term of the VAE stages (0: L1 alone). L1 alone
     # lets the decoder answer uncertainty with blur; this term asks edges to be as strong as
     # in the truth.
     vae_gradient_weight: float = 0.0
@@ -67,7 +69,7 @@ class TrainConfig:
     cache_drop: float = 0.15
     cache_depth_noise: float = 0.10
     # Share of diffusion timesteps drawn from the pipeline's own sampler schedule (0: all
-    # uniform, as before). The shipped sampler takes one step from t = 999, where the model
+    # uniform). The shipped sampler takes one step from t = 999, where the model
     # predicts the whole chunk from its conditioning alone: uniform draws land there 0.1 % of
     # the time.
     sampler_timestep_share: float = 0.0
@@ -76,10 +78,10 @@ class TrainConfig:
     cache_lr_scale: float = 1.0
     # Loss weight of the latent cells the model must draw itself with a cache input (uncovered
     # by the cache, or in another car's box): the env shows the cache render everywhere else.
-    # 1: the plain mean, as before.
+    # 1: the plain mean.
     hole_weight: float = 1.0
     # Cosine decay of the learning rate to ``lr * lr_final`` over ``lr_decay_steps`` steps from
-    # ``lr_decay_start``, then held there (0 steps: constant after warm-up, as before). A function
+    # ``lr_decay_start``, then held there (0 steps: constant after warm-up). A function
     # of the step alone, so resuming, or adding a decay to a run at a later invocation, is exact.
     lr_decay_start: int = 0
     lr_decay_steps: int = 0
@@ -102,7 +104,7 @@ class TrainConfig:
             raise ValueError(f"parallel must be one of {PARALLEL}; got {self.parallel!r}")
         if self.start_stride is not None and self.start_stride < 1:
             raise ValueError(f"start_stride must be >= 1; got {self.start_stride}")
-        if (self.vae_clip_frames - 1) % 4:
+        if (self.vae_clip_frames - 1) % VAE_TEMPORAL_FACTOR:
             raise ValueError(f"vae_clip_frames must be 1 + 4k; got {self.vae_clip_frames}")
         if not self.vae_gradient_weight >= 0:
             raise ValueError(f"vae_gradient_weight must be >= 0; got {self.vae_gradient_weight}")

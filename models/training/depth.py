@@ -55,6 +55,7 @@ from shareverse_env.models.depth import (
     predict_depth,
     save_depth_model,
     sky_accuracy,
+    views_to_frames,
 )
 
 from shareverse_env.core.files import atomic_folder
@@ -251,13 +252,11 @@ def blur_frames(frames: np.ndarray, sigma: float) -> np.ndarray:
         >>> blur_frames(np.zeros((1, 128, 192, 3), np.uint8), 3.0).shape
         (1, 128, 192, 3)
     """
-    n, h2, w2, _ = frames.shape
-    h, w = h2 // 2, w2 // 2
     out = np.empty_like(frames)
-    for start in range(0, n, 64):
+    for start in range(0, len(frames), 64):
         views = frames_to_views(frames[start : start + 64])
         blurred = gaussian_blur(views, torch.full((len(views),), float(sigma)))
-        tiled = blurred.reshape(-1, 2, 2, 3, h, w).permute(0, 1, 4, 2, 5, 3).reshape(-1, h2, w2, 3)
+        tiled = views_to_frames(blurred)  # (n, 2H, 2W, 3)
         out[start : start + 64] = (tiled.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return out
 

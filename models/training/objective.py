@@ -136,7 +136,7 @@ def diffusion_loss(
 
     ``hole_weight`` > 1 weighs the latent cells that the model must draw itself (the scene
     cache does not cover them, or another car's box does) that much more; the mean is taken
-    over the weights (:func:`hole_weights`). 1: the plain mean, exactly as before.
+    over the weights (:func:`hole_weights`). 1: the plain mean.
 
     ``timesteps`` ``(B,)`` and ``noise`` (the shape of ``encoded["latents"]``) are drawn from
     ``generator`` when left out (in that order); pass them for a loss at fixed draws.

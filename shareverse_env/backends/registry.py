@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shareverse_env.backends.base import Backend
+from shareverse_env.core.weights import shipped_pipeline_folder
 
 BACKENDS: dict[str, str | type[Backend]] = {
     "world": "shareverse_env.backends.world:WorldBackend",
@@ -83,14 +84,9 @@ def make_backend(name: str | Backend, **kwargs: Any) -> Backend:
 def shipped_weights_folder() -> Path | None:
     """The trained pipeline folder shipped in the package, or ``None`` when this install has none.
 
-    Found without importing torch: the folder lives inside ``shareverse_env.models``.
+    Found without importing torch (:func:`shareverse_env.core.weights.shipped_pipeline_folder`).
     """
-    spec = importlib.util.find_spec("shareverse_env.models")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        folder = Path(location) / "weights" / "small"
-        if (folder / "pipeline.json").is_file():
-            return folder
-    return None
+    return shipped_pipeline_folder()
 
 
 def default_backend_name(model: Any = None) -> str:

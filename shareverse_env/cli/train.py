@@ -182,7 +182,7 @@ def parse_encode_cache_args(argv: list[str] | None = None) -> argparse.Namespace
         default=list(MAX_FOOTPRINT),
         metavar=("WIDTH", "HEIGHT"),
         help="largest splat of the cache renders, pixels (default: the env's, %(default)s; "
-        "stores built before 2026-12-06 used 3 3)",
+        "stores whose manifest has no caps are read as 3 3)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")

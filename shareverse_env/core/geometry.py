@@ -7,7 +7,8 @@ part shares:
   counter-clockwise from the world x axis and the car's own frame has x forward, y left, z up.
 * Cameras follow OpenCV: x right, y down, z forward. Four level cameras per car, in the order
   :data:`VIEW_NAMES` (front, rear, left, right), each with a 90° horizontal field of view.
-* Tiled frames put the views row-major as ``[[front, rear], [left, right]]``.
+* Tiled frames put the views row-major as ``[[front, rear], [left, right]]``
+  (:mod:`shareverse_env.core.tiling`).
 * A chunk has :data:`CHUNK_FRAMES` frames planned from one action; frame 0 is the current pose.
 
 Example:
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shareverse_env.core.tiling import tile_views
+
 VIEW_NAMES: tuple[str, ...] = ("front", "rear", "left", "right")
 """Camera order inside a rig and inside a tiled frame (row-major 2×2)."""
 
@@ -44,6 +47,13 @@ NEW_FRAMES_PER_CHUNK = CHUNK_FRAMES - 1
 
 MEMORY_FRAMES = 4
 """Frames retrieved from the spatial memory cache for each chunk."""
+
+MAX_DEPTH = 1000.0
+"""Largest finite z-depth (metres) of an estimated depth map: the depth network's output and an
+aligned estimate are clamped here (the renderer draws geometry up to 250 m; ``inf`` is sky)."""
+
+VAE_SPATIAL_FACTOR = 8
+"""Pixels per latent cell, along each axis, of the CogVideoX VAE (the raymaps' resolution)."""
 
 VAE_TEMPORAL_FACTOR = 4
 """Pixel frames per latent frame of the causal CogVideoX VAE (after the first)."""
@@ -199,34 +209,6 @@ class CameraRig:
 
 
 # --------------------------------------------------------------------------------------------
-# Tiling
-# --------------------------------------------------------------------------------------------
-
-
-def tile_views(views: np.ndarray) -> np.ndarray:
-    """Tile ``(..., 4, H, W, C)`` views into ``(..., 2H, 2W, C)`` as ``[[front, rear], [left, right]]``."""
-    if views.shape[-4] != 4:
-        raise ValueError(f"expected 4 views on axis -4, got shape {views.shape}")
-    top = np.concatenate([views[..., 0, :, :, :], views[..., 1, :, :, :]], axis=-2)
-    bottom = np.concatenate([views[..., 2, :, :, :], views[..., 3, :, :, :]], axis=-2)
-    return np.concatenate([top, bottom], axis=-3)
-
-
-def untile_views(tiled: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`tile_views`: ``(..., 2H, 2W, C)`` → ``(..., 4, H, W, C)``."""
-    h, w = tiled.shape[-3] // 2, tiled.shape[-2] // 2
-    if 2 * h != tiled.shape[-3] or 2 * w != tiled.shape[-2]:
-        raise ValueError(f"tiled frames need even height and width, got {tiled.shape}")
-    parts = [
-        tiled[..., :h, :w, :],
-        tiled[..., :h, w:, :],
-        tiled[..., h:, :w, :],
-        tiled[..., h:, w:, :],
-    ]
-    return np.stack(parts, axis=-4)
-
-
-# --------------------------------------------------------------------------------------------
 # Pose-delta kinematics
 # --------------------------------------------------------------------------------------------
 
@@ -291,7 +273,7 @@ def raymaps(
     poses: np.ndarray,
     rig: CameraRig,
     view_hw: tuple[int, int],
-    downsample: int = 8,
+    downsample: int = VAE_SPATIAL_FACTOR,
     center: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tiled 6-channel raymaps ``[r_d, r_o]`` for ego poses ``(A, F, 3)`` of every agent of a chunk.

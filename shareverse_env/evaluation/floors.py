@@ -28,7 +28,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from shareverse_env.core.geometry import NEW_FRAMES_PER_CHUNK, tile_views, untile_views
+from shareverse_env.core.geometry import NEW_FRAMES_PER_CHUNK
+from shareverse_env.core.tiling import tile_views, untile_views
 from shareverse_env.evaluation.metrics import PSNR_CAP_DB
 
 BLUR_SIGMAS: tuple[float, float] = (6.0, 16.0)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shareverse_env.core.geometry import untile_views
+from shareverse_env.core.tiling import untile_views
 
 DATA_RANGE = 255.0
 """Dynamic range of uint8 images."""

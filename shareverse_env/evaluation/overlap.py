@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shareverse_env.core.geometry import CameraRig, tile_views, untile_views
+from shareverse_env.core.geometry import CameraRig
+from shareverse_env.core.tiling import tile_views, untile_views
 
 REL_TOL = 0.05
 """Relative depth tolerance of the occlusion test (5 % of the point's depth)."""

@@ -89,7 +89,7 @@ class ChunkScore:
     computed over each frame's co-visible pixels and averaged over the frames that have any
     (``nan`` when none has). ``overlap_fraction`` is the mean fraction of co-visible pixels.
     ``detail`` is the mean :func:`~.metrics.detail_ratio_tiled` (1 = as sharp as the truth,
-    below 1 = blurred); ``nan`` in results written before it existed.
+    below 1 = blurred); ``nan`` when read from a results file without it.
 
     For each action probe ``p`` (:mod:`.action_probes`; ``nan`` when it did not run):
     ``change_p`` is the mean absolute difference (grey levels) between this chunk and the
@@ -106,7 +106,7 @@ class ChunkScore:
     ``psnr_holes`` over the pixels the episode's exact first frames do not cover in the scene
     cache, plus the other cars; ``psnr_cars`` over the other cars' projected boxes; ``seam`` the
     fine detail along the holes' edge, generated over true (1: no seam); ``hole_fraction`` the
-    share of pixels in the holes. ``nan`` where a region is empty or in older results.
+    share of pixels in the holes. ``nan`` where a region is empty or a results file lacks them.
     """
 
     sequence: str

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shareverse_env.core.geometry import CameraRig, untile_views
+from shareverse_env.core.geometry import CameraRig
+from shareverse_env.core.tiling import untile_views
 from shareverse_env.evaluation.metrics import LUMA_WEIGHTS
 
 

@@ -144,7 +144,7 @@ def regions_table(result: QualityResult) -> str:
     """Markdown table of the scores where the chunk must be generated (:mod:`.regions`): PSNR
     over the holes of the first frames' cache (with the other cars), over the other cars'
     boxes, the seam ratio along the holes' edge and the holes' share of the pixels. Empty when
-    no row has them (results written before they existed)."""
+    no row has them (a results file without these columns)."""
     columns = (
         ("PSNR holes", "psnr_holes", "{:.2f}"),
         ("PSNR cars", "psnr_cars", "{:.2f}"),

@@ -383,13 +383,6 @@ class SpatialMemory:
             distances=np.sqrt(best),
         )
 
-    def retrieve_batch(self, queries: np.ndarray, source: str = "all") -> list[Retrieval]:
-        """:meth:`retrieve` for agents ``0 .. A-1`` from ``(A, Q, 2)`` queries, one per agent."""
-        arr = np.asarray(queries)
-        if arr.ndim != 3 or arr.shape[-1] != 2:
-            raise ValueError(f"queries must have shape (A, Q, 2) of x, y; got {arr.shape}")
-        return [self.retrieve(a, arr[a], source) for a in range(arr.shape[0])]
-
     def _empty(self) -> Retrieval:
         shape = (0,) if self._entry_shape is None else (0, *self._entry_shape)
         return Retrieval(

@@ -6,6 +6,7 @@ the model's cache input (see ``docs/scene_cache.md``). Geometry only: imports
 
 from shareverse_env.scene.cache import CacheRender, SceneBuffer, SceneCache
 from shareverse_env.scene.composite import SceneCompositor
+from shareverse_env.scene.depth_align import align_depth
 from shareverse_env.scene.guide import cache_guide
 from shareverse_env.scene.hole_fill import push_pull_fill
 
@@ -14,6 +15,7 @@ __all__ = [
     "SceneBuffer",
     "SceneCache",
     "SceneCompositor",
+    "align_depth",
     "cache_guide",
     "push_pull_fill",
 ]

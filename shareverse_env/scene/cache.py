@@ -25,7 +25,7 @@ into the cameras of planned ego poses with a pure-torch z-buffer:
   pixel grid) wins, then the sample nearest a source pixel centre.
 
 A buffer may be partial (``SceneBuffer.mask``): its masked-out pixels are neither points nor
-sky. :meth:`SceneCache.select` picks the buffers to render a plan from (:data:`SELECT_METHODS`).
+sky. :meth:`SceneCache.select` picks the buffers that cover most of a plan's views.
 
 The cache depends on :mod:`shareverse_env.core.geometry`, numpy and torch only.
 
@@ -57,23 +57,20 @@ from shareverse_env.core.geometry import (
     CameraRig,
     camera_ray_directions,
     check_finite_poses,
-    tile_views,
-    untile_views,
 )
+from shareverse_env.core.tiling import tile_views, untile_views
+from shareverse_env.core.vehicle import CAR_HEIGHT, CAR_LENGTH, CAR_WIDTH
 
-# Car dimensions copied from ``shareverse_env/world/vehicles.py`` (CAR_LENGTH, CAR_WIDTH and
-# BODY_HEIGHT + CABIN_HEIGHT); the cache must not import the world package. Keep them in sync.
-CAR_LENGTH = 4.5
-"""Length of every car body, metres (``vehicles.CAR_LENGTH``)."""
-CAR_WIDTH = 1.9
-"""Width of every car body, metres (``vehicles.CAR_WIDTH``)."""
-CAR_HEIGHT = 1.5
-"""Roof height of every car, metres (``vehicles.BODY_HEIGHT + vehicles.CABIN_HEIGHT``)."""
 CAR_MARGIN = 0.15
 """Extra margin around the car box inside which points are dropped, metres."""
 
 NEAR = 0.05
 """Points nearer than this z-depth (metres) to a target camera are not drawn."""
+
+DEFAULT_CACHE_CAPACITY = 32
+"""Buffers a scene cache keeps by default: the one default of :class:`SceneCache`,
+:class:`~shareverse_env.scene.composite.SceneCompositor` and the generative backend's
+``cache_capacity`` (the env's value)."""
 
 MAX_FOOTPRINT: tuple[int, int] = (6, 3)
 """Default largest splat ``(width, height)`` in target pixels (``SceneCache(max_footprint=...)``).
@@ -81,7 +78,7 @@ A facade seen at a slant and then faced spans several target pixels across per s
 a narrower cap leaves gaps between its splats through which whatever lies behind shows
 (vertical stripes of sky and far facades in the side views of a car driving along a street).
 Taller splats, on the other hand, draw the near road, magnified most in height, as blocks.
-3 × 3 until 2026-12-06; docs/scene_cache.md#splat-size has the measurements."""
+docs/scene_cache.md#splat-size has the measurements."""
 
 
 def footprint_caps(max_footprint: int | Sequence[int]) -> tuple[int, int]:
@@ -108,9 +105,6 @@ size (finest wins); ``None`` for a plain nearest-depth z-buffer."""
 
 CONTINUITY = 0.3
 """Neighbouring pixels whose z-depths differ by at most this fraction are one surface."""
-
-SELECT_METHODS: tuple[str, ...] = ("coverage", "marginal", "eq3")
-"""The ways :meth:`SceneCache.select` can pick buffers."""
 
 EVICTION_POLICIES: tuple[str, ...] = ("coverage", "oldest")
 """Which buffers a full :class:`SceneCache` drops (see its ``eviction`` argument)."""
@@ -239,7 +233,8 @@ class SceneCache:
     Args:
         rig: the camera rig of every buffer and every rendered view.
         view_hw: ``(H, W)`` of each view (buffers are ``(2H, 2W)`` tiled frames).
-        capacity: most buffers kept; adding past it evicts buffers by ``eviction``.
+        capacity: most buffers kept (default :data:`DEFAULT_CACHE_CAPACITY`); adding past it
+            evicts buffers by ``eviction``.
         eviction: ``"coverage"`` (default): drop the kept buffers that cover the least of the
             cars' current views (the four views at every pose in the ``car_poses`` given with
             the newest buffer, else at its own pose; ties: the oldest first), new buffers
@@ -258,7 +253,7 @@ class SceneCache:
         self,
         rig: CameraRig,
         view_hw: tuple[int, int],
-        capacity: int = 64,
+        capacity: int = DEFAULT_CACHE_CAPACITY,
         eviction: str = "coverage",
         max_footprint: int | tuple[int, int] = MAX_FOOTPRINT,
         device: str | torch.device = "cpu",
@@ -332,6 +327,16 @@ class SceneCache:
             >>> [b.time for b in cache.buffers]  # the buffer 200 m away covers least here
             [0, 2]
         """
+        self._add_many(buffers, car_poses, checked=False)
+
+    def _add_many(
+        self,
+        buffers: Sequence[SceneBuffer],
+        car_poses: Sequence[np.ndarray | None] | None,
+        checked: bool,
+    ) -> None:
+        """:meth:`add_many`; ``checked``: the car poses are float64 arrays already checked
+        finite at a public entry (the compositor's), so they are not checked again."""
         buffers = list(buffers)
         poses = [None] * len(buffers) if car_poses is None else list(car_poses)
         if len(poses) != len(buffers):
@@ -349,7 +354,7 @@ class SceneCache:
                     f"{self.view_hw}; got {buffer.rgb.shape} (buffer {i})"
                 )
             if car is not None:
-                car = check_finite_poses(car, "car_poses")
+                car = car if checked else check_finite_poses(car, "car_poses")
                 if car.ndim != 2:
                     raise ValueError(f"car_poses must have shape (A, 3); got {car.shape}")
             cars.append(car)
@@ -369,7 +374,7 @@ class SceneCache:
             for _ in range(excess):
                 self._items.popleft()
             return
-        focus = np.asarray(focus, dtype=np.float64)
+        focus = check_finite_poses(focus)
         cover = self._coverage_masks(focus, EVICTION_DOWNSAMPLE, len(focus)).mean(axis=1)
         drop = set(np.lexsort((np.arange(len(cover)), cover))[:excess].tolist())  # least, oldest
         self._items = deque(item for i, item in enumerate(self._items) if i not in drop)
@@ -486,7 +491,10 @@ class SceneCache:
 
         Returns :class:`CacheRender` with tiled ``(F, 2H, 2W, ...)`` arrays.
         """
-        poses = check_finite_poses(poses)
+        return self._render_checked(check_finite_poses(poses), indices)
+
+    def _render_checked(self, poses: np.ndarray, indices=None) -> CacheRender:
+        """:meth:`render` of float64 poses already checked finite."""
         if poses.ndim != 2:
             raise ValueError(f"poses must have shape (F, 3); got {poses.shape}")
         idx = self._indices(indices)
@@ -504,12 +512,11 @@ class SceneCache:
         Cheap: each buffer is rendered alone at ``1/downsample`` resolution into at most
         ``max_poses`` poses spread evenly over ``poses`` (first and last included).
         """
-        return self._coverage_masks(poses, downsample, max_poses).mean(axis=1)
+        return self._coverage_masks(check_finite_poses(poses), downsample, max_poses).mean(axis=1)
 
     def _coverage_masks(self, poses: np.ndarray, downsample: int, max_poses: int) -> np.ndarray:
         """``(len(self), P)`` bool: the pixels of the downsampled planned views each buffer
-        alone covers (see :meth:`coverage`)."""
-        poses = check_finite_poses(poses)
+        alone covers (see :meth:`coverage`), of float64 ``poses`` already checked finite."""
         if poses.ndim != 2 or not len(poses):
             raise ValueError(f"poses must have shape (F, 3) with F ≥ 1; got {poses.shape}")
         if int(downsample) < 1 or int(max_poses) < 1:
@@ -523,58 +530,30 @@ class SceneCache:
             out[i] = self._render(sub, [i], hw, resolve=False)[2].numpy()
         return out
 
-    def select(self, poses: np.ndarray, k: int, method: str = "coverage") -> np.ndarray:
-        """Indices of up to ``k`` buffers to render the planned ``poses (F, 3)`` from, best first.
+    def select(self, poses: np.ndarray, k: int) -> np.ndarray:
+        """Indices of up to ``k`` buffers to render the planned ``poses (F, 3)`` from, best first:
+        the ``k`` highest :meth:`coverage` (each buffer alone); ties go to the newer buffer.
 
-        Methods (see :data:`SELECT_METHODS`):
-
-        * ``"coverage"``: the ``k`` highest :meth:`coverage` (each buffer alone); ties go to the
-          newer buffer.
-        * ``"marginal"``: greedy; each next buffer adds the most pixels of the downsampled
-          planned views (those of :meth:`coverage`) that the ones picked so far leave uncovered
-          (ties: higher own coverage, then newer). Once no buffer adds a pixel, the rest follow
-          in ``"coverage"`` order, so that up to ``k`` are still returned.
-        * ``"eq3"``: the paper's Eq. 3 retrieval: for each of ``k`` query positions spaced
-          evenly by arc length along the planned path (as
-          :func:`shareverse_env.memory.sample_query_positions`), the buffer whose pose is nearest
-          in ``(x, y)`` (ties: the older one); duplicates dropped, then filled up to ``k`` by
-          the buffers nearest the last planned pose. Needs no rendering.
+        Example:
+            >>> from shareverse_env.core.geometry import CameraRig
+            >>> cache = SceneCache(CameraRig(), (16, 24))
+            >>> rgb = np.zeros((32, 48, 3), np.uint8)
+            >>> for t in range(3):
+            ...     cache.add(SceneBuffer(rgb, np.full((32, 48), 5.0, np.float32),
+            ...                           np.array([4.0 * t, 0.0, 0.0]), agent=0, time=t))
+            >>> cache.select(np.array([[8.0, 0.0, 0.0]]), 2).tolist()  # the one there, then the newest
+            [2, 1]
         """
+        return self._select(check_finite_poses(poses), k)
+
+    def _select(self, poses: np.ndarray, k: int) -> np.ndarray:
+        """:meth:`select` of float64 poses already checked finite."""
         if isinstance(k, bool) or int(k) < 0:
             raise ValueError(f"k must be ≥ 0; got {k}")
-        if method not in SELECT_METHODS:
-            raise ValueError(f"method must be one of {SELECT_METHODS}; got {method!r}")
         k = min(int(k), len(self._items))
-        if method == "eq3":
-            poses = check_finite_poses(poses)
-            if poses.ndim != 2 or not len(poses):
-                raise ValueError(f"poses must have shape (F, 3) with F ≥ 1; got {poses.shape}")
-            if k == 0:
-                return np.zeros(0, np.int64)
-            xy = np.array([it.buffer.pose[:2] for it in self._items])  # (B, 2)
-            queries = _query_positions(poses, k)
-            d2 = ((queries[:, None, :] - xy[None]) ** 2).sum(-1)  # (Q, B)
-            picked = list(dict.fromkeys(int(i) for i in d2.argmin(axis=1)))  # first minimum
-            last = ((xy - poses[-1, :2]) ** 2).sum(-1)
-            rest = [int(i) for i in np.argsort(last, kind="stable") if int(i) not in picked]
-            return np.array((picked + rest)[:k], dtype=np.int64)
-        masks = self._coverage_masks(poses, 2, 4)
-        cov = masks.mean(axis=1)
+        cov = self._coverage_masks(poses, 2, 4).mean(axis=1)
         order = np.lexsort((-np.arange(len(cov)), -cov))  # coverage desc, then newest first
-        if method == "coverage" or k == 0:
-            return order[:k].astype(np.int64)
-        covered = np.zeros(masks.shape[1], dtype=bool)
-        picked: list[int] = []
-        while len(picked) < k:
-            gain = np.array([(m & ~covered).sum() for m in masks])
-            gain[picked] = -1
-            best = max(order, key=lambda i: gain[i])  # first of the maxima in coverage order
-            if gain[best] <= 0:
-                break
-            picked.append(int(best))
-            covered |= masks[best]
-        picked += [int(i) for i in order if int(i) not in picked][: k - len(picked)]
-        return np.array(picked, dtype=np.int64)
+        return order[:k].astype(np.int64)
 
     def _render(self, poses: np.ndarray, idx: list[int], hw: tuple[int, int], resolve: bool = True):
         """Flat ``(F·4·h·w, ...)`` rgb uint8, depth float32 and valid bool tensors."""
@@ -826,26 +805,6 @@ class _SkyLookup:
                 score = torch.where(better, s, score)
                 best = torch.where(better, val & 0xFFFFFF, best)
         return best
-
-
-def _query_positions(poses: np.ndarray, count: int) -> np.ndarray:
-    """``(count, 2)`` positions at arc-length fractions ``1/count .. 1`` of the path through
-    ``poses[:, :2]``: :func:`shareverse_env.memory.sample_query_positions` for one agent (the
-    cache may not import the memory module; a test checks that the two agree)."""
-    xy = poses[:, :2]
-    if len(xy) == 1:
-        return np.repeat(xy, count, axis=0)
-    seg = np.linalg.norm(np.diff(xy, axis=0), axis=-1)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    targets = cum[-1] * np.arange(1, count + 1) / count
-    idx = np.clip((cum[None, :] <= targets[:, None]).sum(-1) - 1, 0, len(xy) - 2)
-    seg_len = seg[idx]
-    frac = np.clip(
-        np.where(seg_len > 0, (targets - cum[idx]) / np.where(seg_len > 0, seg_len, 1), 0), 0, 1
-    )
-    out = xy[idx] + frac[:, None] * (xy[idx + 1] - xy[idx])
-    out[-1] = xy[-1]
-    return out
 
 
 def _expand(group: torch.Tensor, start: torch.Tensor, count: torch.Tensor):

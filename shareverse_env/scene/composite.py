@@ -16,7 +16,8 @@ episode and does, chunk by chunk, what makes the generated town consistent by co
    lacks), lifted with the depth network's estimate aligned to the cache's depth on the overlap.
    Without a depth estimator nothing new is archived: the cache keeps the exact first frames.
 
-The compositor depends on numpy, torch, the geometry and the scene cache; the depth estimator is
+The compositor depends on numpy, torch, the core layer, the scene cache and
+:func:`~shareverse_env.scene.depth_align.align_depth`; the depth estimator is
 any callable ``uint8 (N, 2H, 2W, 3) -> float32 z-depth (N, 2H, 2W)`` (``inf`` = sky).
 
 Example:
@@ -44,17 +45,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shareverse_env.core.geometry import CameraRig, check_finite_poses, tile_views, untile_views
+from shareverse_env.core.geometry import CameraRig, check_finite_poses
+from shareverse_env.core.tiling import tile_views, untile_views
 from shareverse_env.scene.cache import (
     CAR_HEIGHT,
     CAR_LENGTH,
     CAR_MARGIN,
     CAR_WIDTH,
+    DEFAULT_CACHE_CAPACITY,
     MAX_FOOTPRINT,
     CacheRender,
     SceneBuffer,
     SceneCache,
 )
+from shareverse_env.scene.depth_align import align_depth
 
 DepthEstimator = Callable[[np.ndarray], np.ndarray]
 """``uint8 (N, 2H, 2W, 3) -> float32 (N, 2H, 2W)`` metric z-depth, ``inf`` on sky."""
@@ -156,7 +160,8 @@ class SceneCompositor:
     Args:
         rig: the camera rig.
         view_hw: ``(H, W)`` of each view.
-        capacity: buffers the cache keeps.
+        capacity: buffers the cache keeps (default :data:`~shareverse_env.scene.cache.
+            DEFAULT_CACHE_CAPACITY`).
         eviction: which buffers a full cache drops (:data:`~shareverse_env.scene.cache.
             EVICTION_POLICIES`): ``"coverage"``, those covering least of the cars' current
             views; ``"oldest"``, first in, first out.
@@ -177,7 +182,7 @@ class SceneCompositor:
         self,
         rig: CameraRig,
         view_hw: tuple[int, int],
-        capacity: int = 32,
+        capacity: int = DEFAULT_CACHE_CAPACITY,
         eviction: str = "coverage",
         max_footprint: int | tuple[int, int] = MAX_FOOTPRINT,
         buffers_per_agent: int = 4,
@@ -226,7 +231,7 @@ class SceneCompositor:
         depth = np.asarray(depth, dtype=np.float32)
         buffers = [SceneBuffer(frames[a], depth[a], poses[a], a, 0) for a in range(len(poses))]
         self.cache.clear()
-        self.cache.add_many(buffers, [poses] * len(buffers))
+        self.cache._add_many(buffers, [poses] * len(buffers), checked=True)  # checked above
 
     def render(self, poses: np.ndarray, agents: Sequence[int]) -> list[CacheRender]:
         """The cache rendered into ``poses (n, F, 3)``, the new frames of the ``n`` ``agents``."""
@@ -236,8 +241,9 @@ class SceneCompositor:
             if len(self.cache) == 0:
                 out.append(self._empty(len(poses[row])))
                 continue
-            idx = self.cache.select(poses[row], self.buffers_per_agent)
-            out.append(self.cache.render(poses[row], idx))
+            # Checked once above: the cache's checked paths do not check each row again.
+            idx = self.cache._select(poses[row], self.buffers_per_agent)
+            out.append(self.cache._render_checked(poses[row], idx))
         return out
 
     def _empty(self, frames: int) -> CacheRender:
@@ -316,16 +322,13 @@ class SceneCompositor:
         ``times (F,)`` the frames' times. Returns the number of buffers added (0 without a
         depth estimator).
         """
+        poses = check_finite_poses(poses, "poses")
         if self.depth_estimator is None:
             return 0
         times = np.asarray(times, dtype=np.int64)
         keep = np.flatnonzero(times % self.keyframe_stride == 0)
         if not len(keep):
             return 0
-        from shareverse_env.models.depth import (
-            align_depth,  # the network's module; imported when used
-        )
-
         picked = np.stack([frames[row, keep] for row in range(len(agents))])
         estimate = self.depth_estimator(picked.reshape(-1, *picked.shape[2:]))
         estimate = estimate.reshape(*picked.shape[:2], *picked.shape[2:4])
@@ -345,5 +348,5 @@ class SceneCompositor:
                 cars.append(poses[:, f])
         # One add for the chunk: eviction ranks the kept buffers once, from the cars' poses at
         # the chunk's last keyframe (the last buffer's), instead of once per buffer.
-        self.cache.add_many(buffers, cars)
+        self.cache._add_many(buffers, cars, checked=True)  # slices of poses, checked above
         return len(buffers)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shareverse_env.core.geometry import tile_views, untile_views
+from shareverse_env.core.tiling import tile_views, untile_views
 
 EMPTY_GREY = 128.0
 """Colour of a view with no covered pixel."""

@@ -45,12 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from shareverse_env.core.geometry import check_finite_poses
+from shareverse_env.core.vehicle import CAR_HEIGHT, CAR_LENGTH, CAR_WIDTH
 from shareverse_env.world.scene import BoxSet
 from shareverse_env.world.town import Town
-from shareverse_env.world.vehicles import BODY_HEIGHT, CABIN_HEIGHT, CAR_LENGTH, CAR_WIDTH
-
-CAR_HEIGHT = BODY_HEIGHT + CABIN_HEIGHT
-"""Roof height of every car; boxes starting above it cannot be hit."""
 
 MIN_OBSTACLE_HEIGHT = 0.25
 """Boxes whose top is at or below this height (kerb strips, markings) are driven over."""

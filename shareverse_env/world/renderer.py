@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from shareverse_env.core.geometry import VIEW_NAMES, CameraRig, check_finite_poses
+from shareverse_env.core.tiling import tile_views
 from shareverse_env.world.scene import BoxSet, Material, Surface
 from shareverse_env.world.town import Town
 from shareverse_env.world.vehicles import BODY_HEIGHT, agent_colour, car_boxes
@@ -87,14 +88,6 @@ class RenderResult:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _tile(views: torch.Tensor) -> torch.Tensor:
-    """``(B, 4, H, W, ...)`` → ``(B, 2H, 2W, ...)`` as ``[[front, rear], [left, right]]``."""
-    b, _, h, w = views.shape[:4]
-    rest = views.shape[4:]
-    x = views.reshape(b, 2, 2, h, w, *rest).transpose(2, 3)
-    return x.reshape(b, 2 * h, 2 * w, *rest)
 
 
 def _hash01(*coords: torch.Tensor) -> torch.Tensor:
@@ -653,8 +646,8 @@ class Renderer:
             )
             rgb[v0:v1] = c_rgb
             depth[v0:v1] = c_depth
-        rgb = _tile(rgb.reshape(num, views_per, height, width, 3))
-        depth = _tile(depth.reshape(num, views_per, height, width))
+        rgb = tile_views(rgb.reshape(num, views_per, height, width, 3))
+        depth = tile_views(depth.reshape(num, views_per, height, width, 1))[..., 0]
         return RenderResult(rgb=rgb.numpy(), depth=depth.numpy(), sky=torch.isinf(depth).numpy())
 
     def render_agents(

@@ -346,13 +346,13 @@ def _goal(
     The drawn distance is cut to the road there is (``margin`` before the route's end), then the
     goal moves back by up to :data:`END_SHIFT` — never under ``lo``, so that a range such as
     ``(60, 60)`` is met exactly instead of always falling short of it. The shift's range shrinks
-    only for draws within ``END_SHIFT`` of ``lo``; others draw exactly as before.
+    only for draws within ``END_SHIFT`` of ``lo``; others draw from the full ``END_SHIFT``.
     """
     end = min(start_s + rng.uniform(travel.lo, travel.hi), route.length - margin)
     reach = end - start_s
     if start_s >= 0.0:
         travel.longest = max(travel.longest, route.length - margin - start_s)
-    # Always one draw, so that a failed attempt leaves the generator where it always did.
+    # Always one draw, so that a failed attempt moves the generator as a successful one does.
     goal = end - rng.uniform(0.0, min(END_SHIFT, max(reach - travel.lo, 0.0)))
     if start_s < 0.0:
         raise _NoFit("route too short")

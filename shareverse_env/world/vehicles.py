@@ -1,7 +1,8 @@
-"""Cars as boxes: dimensions, the agents' fixed colours, and the boxes that draw a car.
+"""Cars as boxes: the agents' fixed colours and the boxes that draw a car.
 
 Every car, agent or parked, is a body box plus a glass cabin box on top. Agent ``k`` is always
 painted :data:`AGENT_COLOURS` ``[k]`` so that agents can recognise each other in any frame.
+The dimensions live in :mod:`shareverse_env.core.vehicle` (re-exported here).
 
 Example:
     >>> import numpy as np
@@ -14,14 +15,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from shareverse_env.core.vehicle import (
+    BODY_HEIGHT,
+    CABIN_HEIGHT,
+    CABIN_LENGTH,
+    CABIN_SETBACK,
+    CAR_HEIGHT,
+    CAR_LENGTH,
+    CAR_WIDTH,
+)
 from shareverse_env.world.scene import BoxSet, Material
 
-CAR_LENGTH = 4.5
-CAR_WIDTH = 1.9
-BODY_HEIGHT = 1.0
-CABIN_HEIGHT = 0.5
-CABIN_LENGTH = 2.4
-CABIN_SETBACK = -0.3  # cabin centre behind the body centre, metres
+__all__ = [
+    "AGENT_COLOURS",
+    "AGENT_COLOUR_NAMES",
+    "BODY_HEIGHT",
+    "CABIN_HEIGHT",
+    "CABIN_LENGTH",
+    "CABIN_SETBACK",
+    "CAR_HEIGHT",
+    "CAR_LENGTH",
+    "CAR_WIDTH",
+    "PARKED_COLOURS",
+    "agent_colour",
+    "car_boxes",
+    "car_footprints",
+]
 
 AGENT_COLOURS: tuple[tuple[float, float, float], ...] = (
     (0.85, 0.10, 0.10),  # red

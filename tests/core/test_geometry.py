@@ -17,10 +17,9 @@ from shareverse_env.core.geometry import (
     raymaps,
     relative_se2,
     se2_to_se3,
-    tile_views,
-    untile_views,
     world_to_ego,
 )
+from shareverse_env.core.tiling import untile_views
 
 
 def test_se2_compose_inverse_round_trip():
@@ -68,15 +67,6 @@ def test_rig_rejects_bad_config():
         CameraRig(offsets=((0.0, 0.0),))
     with pytest.raises(ValueError, match="hfov"):
         CameraRig(hfov_deg=180.0)
-
-
-def test_tiling_layout_and_round_trip():
-    views = np.stack([np.full((2, 3, 1), i) for i in range(4)])  # view index as pixel value
-    tiled = tile_views(views)
-    assert tiled.shape == (4, 6, 1)
-    assert tiled[0, 0, 0] == 0 and tiled[0, 3, 0] == 1  # top row: front, rear
-    assert tiled[2, 0, 0] == 2 and tiled[2, 3, 0] == 3  # bottom row: left, right
-    np.testing.assert_array_equal(untile_views(tiled), views)
 
 
 @pytest.mark.parametrize(

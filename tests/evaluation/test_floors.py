@@ -7,7 +7,7 @@ import doctest
 import numpy as np
 import pytest
 
-from shareverse_env.core.geometry import tile_views, untile_views
+from shareverse_env.core.tiling import tile_views, untile_views
 from shareverse_env.evaluation import floors as floors_module
 from shareverse_env.evaluation.floors import (
     BLUR_SIGMAS,

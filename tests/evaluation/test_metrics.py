@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from shareverse_env.core.geometry import untile_views
+from shareverse_env.core.tiling import untile_views
 from shareverse_env.evaluation import metrics as metrics_module
 from shareverse_env.evaluation.metrics import (
     detail_ratio_tiled,

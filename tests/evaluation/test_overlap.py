@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from _scenes import VIEW_HW, flat_town
 
-from shareverse_env.core.geometry import CameraRig, untile_views
+from shareverse_env.core.geometry import CameraRig
+from shareverse_env.core.tiling import untile_views
 from shareverse_env.evaluation.overlap import covisibility_masks, ground_plane_depth
 from shareverse_env.world.renderer import Renderer
 

@@ -517,7 +517,7 @@ def test_region_scores_are_the_masked_psnr_of_the_first_frames_holes(
 def test_cache_fill_keeps_the_cache_and_fills_from_it(tiny_dataset, stored) -> None:
     """``cache_fill`` shows the cache where ``cache_only`` does, and every filled pixel is a
     blend of its view's covered colours (push-pull averages, it invents nothing)."""
-    from shareverse_env.core.geometry import untile_views
+    from shareverse_env.core.tiling import untile_views
     from shareverse_env.evaluation.quality import start_episode
 
     rig = dataset_rig(SequenceDataset(tiny_dataset[0], "val"))

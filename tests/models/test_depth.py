@@ -1,4 +1,4 @@
-"""The monocular DepthNet: shapes, sky, alignment, metrics, loading and the shipped weights."""
+"""The monocular DepthNet: shapes, sky, metrics, loading and the shipped weights."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from shareverse_env.models import depth as depth_mod
 from shareverse_env.models.depth import (
     DepthNet,
     absrel,
-    align_depth,
     frames_to_views,
     load_depth_model,
     predict_depth,
@@ -27,7 +26,7 @@ def tiny_net(seed: int = 0) -> DepthNet:
 
 
 def test_view_split_round_trip() -> None:
-    from shareverse_env.core.geometry import untile_views
+    from shareverse_env.core.tiling import untile_views
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 128, 192, 3), dtype=np.uint8)
@@ -60,31 +59,6 @@ def test_sky_logit_gives_inf() -> None:
     with torch.no_grad():
         net.head.bias[1] = -10.0
     assert np.isfinite(predict_depth(net, np.zeros((1, 128, 192, 3), np.uint8))).all()
-
-
-def test_align_depth_recovers_scale_and_shift_despite_outliers() -> None:
-    rng = np.random.default_rng(0)
-    truth = rng.uniform(2.0, 120.0, (128, 192)).astype(np.float32)
-    pred = (1.0 / (1.7 / truth + 0.01)).astype(np.float32)
-    pred[:10] = np.inf  # sky
-    reference = truth.copy()
-    bad = rng.random(truth.shape) < 0.05
-    reference[bad] = 1.0  # wrong reference pixels (occlusions)
-    overlap = rng.random(truth.shape) < 0.5
-    aligned = align_depth(pred, reference, overlap)
-    assert aligned.dtype == np.float32
-    assert np.isinf(aligned[:10]).all()
-    np.testing.assert_allclose(aligned[10:], truth[10:], rtol=1e-3)
-    assert (aligned > 0).all()
-
-
-def test_align_depth_needs_enough_overlap() -> None:
-    pred = np.full((16, 16), 5.0, np.float32)
-    overlap = np.zeros((16, 16), bool)
-    overlap[0, :10] = True
-    assert align_depth(pred, pred * 2, overlap) is pred
-    with pytest.raises(ValueError, match="shapes"):
-        align_depth(pred, pred[:8], overlap)
 
 
 def test_absrel_and_sky_accuracy() -> None:

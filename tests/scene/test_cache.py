@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shareverse_env.core.geometry import CameraRig, untile_views
+from shareverse_env.core.geometry import CameraRig
+from shareverse_env.core.tiling import untile_views
 from shareverse_env.scene import cache as scene_cache
 from shareverse_env.scene.cache import SceneBuffer, SceneCache
 from shareverse_env.world.renderer import Renderer
@@ -67,7 +68,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def test_module_imports_only_geometry_numpy_torch():
+def test_module_imports_only_core_numpy_torch():
     tree = ast.parse(Path(scene_cache.__file__).read_text())
     names = set()
     for node in ast.walk(tree):
@@ -82,15 +83,11 @@ def test_module_imports_only_geometry_numpy_torch():
         "dataclasses",
         "numpy",
         "torch",
-    } | {"shareverse_env.core.geometry"}, names
-
-
-def test_car_dimensions_match_vehicles():
-    from shareverse_env.world import vehicles
-
-    assert scene_cache.CAR_LENGTH == vehicles.CAR_LENGTH
-    assert scene_cache.CAR_WIDTH == vehicles.CAR_WIDTH
-    assert scene_cache.CAR_HEIGHT == vehicles.BODY_HEIGHT + vehicles.CABIN_HEIGHT
+    } | {
+        "shareverse_env.core.geometry",
+        "shareverse_env.core.tiling",
+        "shareverse_env.core.vehicle",
+    }, names
 
 
 def test_frame_rerendered_from_its_own_pose_reproduces_itself(frame):
@@ -496,7 +493,7 @@ def _plan() -> np.ndarray:
     return POSES[0] + np.linspace(0.0, 2.0, 8)[:, None] * np.array([1.0, 0.0, 0.0])
 
 
-def test_marginal_selection_prefers_a_complementary_buffer(frame):
+def test_selection_takes_the_highest_coverage_newest_first(frame):
     rgb, depth = frame
     cache = SceneCache(RIG, HW)
     left, right = _half_mask(True), _half_mask(False, 0.4)
@@ -506,50 +503,7 @@ def test_marginal_selection_prefers_a_complementary_buffer(frame):
     plan = _plan()
     cov = cache.coverage(plan)
     assert cov[1] < cov[0] == cov[2]
-    assert list(cache.select(plan, 2)) == [2, 0]  # "coverage": the duplicates
-    assert list(cache.select(plan, 2, method="coverage")) == [2, 0]
-    marginal = cache.select(plan, 2, method="marginal")
-    assert marginal.dtype == np.int64 and list(marginal) == [2, 1]
-    # Nothing new left to add: still up to k, the rest in coverage order.
-    assert list(cache.select(plan, 3, method="marginal")) == [2, 1, 0]
-    assert len(cache.select(plan, 0, method="marginal")) == 0
-
-
-def test_eq3_selection_picks_the_nearest_position_buffers(frame):
-    rgb, depth = frame
-    cache = SceneCache(RIG, HW)
-    for i, x in enumerate([30.0, 0.5, 9.0, -40.0, 20.0]):
-        pose = np.array([x, -1.75, 0.0 if i % 2 else np.pi])  # the heading does not matter
-        cache.add(SceneBuffer(rgb[0], depth[0], pose, i % 2, i))
-    plan = np.array([0.0, -1.75, 0.0]) + np.linspace(0.0, 8.0, 29)[:, None] * [1.0, 0.0, 0.0]
-    # Queries at x = 2, 4, 6, 8: nearest buffers 1 (x = 0.5), 1, 2 (x = 9), 2.
-    assert list(cache.select(plan, 4, method="eq3")) == [1, 2, 4, 0]  # then nearest x = 8
-    assert list(cache.select(plan, 2, method="eq3")) == [1, 2]
-    assert list(cache.select(plan, 10, method="eq3")) == [1, 2, 4, 0, 3]
-    assert len(cache.select(plan, 0, method="eq3")) == 0
-
-
-def test_query_positions_match_the_memory_module():
-    from shareverse_env.memory import sample_query_positions
-
-    rng = np.random.default_rng(5)
-    for poses in (
-        np.cumsum(rng.normal(size=(29, 3)), axis=0),
-        np.zeros((5, 3)),
-        np.array([[1.0, 2.0, 0.0]]),
-        np.array([[0.0, 0, 0], [4, 0, 0], [4, 4, 0]]),
-    ):
-        for count in (1, 2, 4, 7):
-            np.testing.assert_allclose(
-                scene_cache._query_positions(poses, count),
-                sample_query_positions(poses, count),
-                atol=1e-12,
-            )
-
-
-def test_unknown_selection_method(frame):
-    rgb, depth = frame
-    cache = SceneCache(RIG, HW)
-    cache.add(_buffer(rgb[0], depth[0], POSES[0]))
-    with pytest.raises(ValueError, match=r"coverage.*marginal.*eq3"):
-        cache.select(_plan(), 1, method="nearest")
+    picked = cache.select(plan, 2)
+    assert picked.dtype == np.int64 and list(picked) == [2, 0]  # the duplicates, newest first
+    assert list(cache.select(plan, 3)) == [2, 0, 1]
+    assert len(cache.select(plan, 0)) == 0

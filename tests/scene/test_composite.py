@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from shareverse_env.backends import WorldBackend
-from shareverse_env.core.geometry import CameraRig, plan_chunk, untile_views
+from shareverse_env.core.geometry import CameraRig, plan_chunk
+from shareverse_env.core.tiling import untile_views
 from shareverse_env.scene.composite import (
     SceneCompositor,
     car_masks,

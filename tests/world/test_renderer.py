@@ -7,7 +7,8 @@ import doctest
 import numpy as np
 import pytest
 
-from shareverse_env.core.geometry import CameraRig, untile_views
+from shareverse_env.core.geometry import CameraRig
+from shareverse_env.core.tiling import untile_views
 from shareverse_env.world import renderer as renderer_module
 from shareverse_env.world.renderer import Renderer, RenderResult
 from shareverse_env.world.scene import BoxSet, GroundMap, Material, Surface

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from shareverse_env.wrappers import DictObservation, GrayscaleObservation, SelectViews
 
-from shareverse_env.core.geometry import VIEW_NAMES, untile_views
+from shareverse_env.core.geometry import VIEW_NAMES
+from shareverse_env.core.tiling import untile_views
 
 
 def test_views_match_the_tiles(make_env, drive):
