@@ -78,6 +78,9 @@ from shareverse_env.models.cross_agent import CrossAgentAttention
 from shareverse_env.models.loading import load_model
 from shareverse_env.models.pipeline import ShareVersePipeline
 
+WEIGHTS: tuple[str, ...] = ("trained", "no_cross_agent", "untrained", "cache_model")
+"""The pipelines a variant may run (:attr:`Variant.weights`)."""
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -96,6 +99,10 @@ class Variant:
             ``"repeat_blur"``, ``"repeat_autoencoded"``, ``"mean_colour"``,
             ``"repeat_oracle"``, ``"cache_only"``, ``"cache_fill"`` or ``"autoencoder"``).
         floor: a trivial floor made from the conditioning frame alone (see :data:`FLOORS`).
+        weights: which pipeline the variant runs, when it needs one (:data:`WEIGHTS`):
+            ``"trained"`` (the model under test, one shared object), ``"no_cross_agent"``
+            (its cross-agent projections zeroed), ``"untrained"`` (random weights of the same
+            configuration) or ``"cache_model"`` (the runner's ``cache_model``).
     """
 
     name: str
@@ -107,6 +114,11 @@ class Variant:
     depth_model: bool = True
     default: bool = True
     floor: bool = False
+    weights: str = "trained"
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"variant {self.name!r}: weights must be one of {WEIGHTS}")
 
     @property
     def is_model(self) -> bool:
@@ -140,10 +152,15 @@ VARIANTS: dict[str, Variant] = {
             "cache-conditioned model (sees the scene cache) + scene cache, composited",
             scene_cache=True,
             default=False,
+            weights="cache_model",
         ),
         Variant("no_memory", "trained model, no memory retrieval", memory_source="none"),
-        Variant("no_cross_agent", "trained model, cross-agent projections zeroed"),
-        Variant("untrained", "random weights, same configuration"),
+        Variant(
+            "no_cross_agent",
+            "trained model, cross-agent projections zeroed",
+            weights="no_cross_agent",
+        ),
+        Variant("untrained", "random weights, same configuration", weights="untrained"),
         Variant(
             "teacher_forced",
             "trained model conditioned on the TRUE frame at each chunk start",
@@ -256,10 +273,9 @@ def build_pipelines(
 ) -> dict[str, ShareVersePipeline]:
     """The pipeline each model variant in ``names`` runs (baselines get none).
 
-    ``trained``, ``trained_cache``, ``no_memory``, ``teacher_forced``, ``autoencoder`` and
-    ``repeat_autoencoded`` share one object;
-    ``no_cross_agent`` and ``untrained`` are built only when asked for;
-    ``cache_conditioned`` runs ``cache_model``, which must have a scene-cache input.
+    Each variant's :attr:`Variant.weights` says which: every ``"trained"`` variant shares one
+    object; the zeroed and the random copies are built only when asked for; ``"cache_model"``
+    variants run ``cache_model``, which must have a scene-cache input.
     """
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
@@ -270,22 +286,15 @@ def build_pipelines(
     trained = load_model(model, seed=seed)
     out: dict[str, ShareVersePipeline] = {}
     for name in wanted:
-        if name in (
-            "trained",
-            "trained_cache",
-            "trained_cache_first",
-            "no_memory",
-            "teacher_forced",
-            "autoencoder",
-            "repeat_autoencoded",
-        ):
+        weights = VARIANTS[name].weights
+        if weights == "trained":
             out[name] = trained
-        elif name == "no_cross_agent":
+        elif weights == "no_cross_agent":
             out[name] = zero_cross_agent(trained)
-        elif name == "cache_conditioned":
+        elif weights == "cache_model":
             if cache_model is None:
                 raise ValueError(
-                    "variant 'cache_conditioned' needs cache_model (a pipeline with a scene-cache "
+                    f"variant {name!r} needs cache_model (a pipeline with a scene-cache "
                     "input, e.g. a run of shareverse-train --cache-input)"
                 )
             out[name] = load_model(cache_model, seed=seed)
@@ -293,7 +302,7 @@ def build_pipelines(
                 raise ValueError(
                     f"cache_model {cache_model} has no scene-cache input (cache_in_channels=0)"
                 )
-        elif name == "untrained":
+        else:  # "untrained"
             # Offset the seed: with a config name as ``model`` the "trained" weights are random
             # too, and must not be the very same draw.
             out[name] = random_like(trained, seed=seed + 1)

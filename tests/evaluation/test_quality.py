@@ -36,6 +36,7 @@ from shareverse_env.evaluation.quality import (
 from shareverse_env.evaluation.report import compare, conclusions, summary_markdown
 from shareverse_env.evaluation.variants import (
     VARIANTS,
+    Variant,
     build_pipelines,
     cross_agent_projection_names,
     random_like,
@@ -262,6 +263,18 @@ def test_untrained_and_no_memory_variants(pipe) -> None:
     assert pipes["no_memory"] is pipes["trained"] is pipe and "repeat" not in pipes
     assert VARIANTS["no_memory"].memory_source == "none"
     assert VARIANTS["trained"].memory_source == "all"
+
+
+def test_a_new_model_variant_runs_the_trained_pipeline_by_its_field_alone(
+    pipe, monkeypatch
+) -> None:
+    # A variant declared in VARIANTS with no `weights` runs the model under test: nothing else
+    # in the runner has to learn its name.
+    extra = Variant("trained_own", "trained model, own memory only", memory_source="own")
+    monkeypatch.setitem(VARIANTS, extra.name, extra)
+    assert build_pipelines(pipe, ["trained_own"])["trained_own"] is pipe
+    with pytest.raises(ValueError, match="weights must be one of"):
+        Variant("odd", "a variant with unknown weights", weights="imagined")
 
 
 def test_autoencoder_reference(pipe, stored) -> None:
