@@ -86,6 +86,9 @@ class TrainConfig:
     lr_decay_start: int = 0
     lr_decay_steps: int = 0
     lr_final: float = 0.1
+    # Share of a batch's examples drawn from a rollout store (the env's own episodes,
+    # models/training/rollout_store.py) when the trainer has one; 1: rollouts only.
+    rollout_share: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -114,6 +117,8 @@ class TrainConfig:
             raise ValueError(f"cache_depth_noise must be in [0, 1); got {self.cache_depth_noise}")
         if self.hole_weight < 1:
             raise ValueError(f"hole_weight must be at least 1; got {self.hole_weight}")
+        if not 0 <= self.rollout_share <= 1:
+            raise ValueError(f"rollout_share must be in [0, 1]; got {self.rollout_share}")
         if not 0 <= self.sampler_timestep_share <= 1:
             raise ValueError(
                 f"sampler_timestep_share must be in [0, 1]; got {self.sampler_timestep_share}"

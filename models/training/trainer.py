@@ -48,6 +48,7 @@ from shareverse_env.models.training.objective import (
     sampler_timesteps,
     vae_loss,
 )
+from shareverse_env.models.training.rollout_store import RolloutStore
 from shareverse_env.models.vae import ENCODER_SIDE
 from tqdm.auto import tqdm
 
@@ -132,12 +133,13 @@ class Trainer:
     def __init__(
         self,
         pipe: ShareVersePipeline,
-        data: SequenceSource,
+        data: SequenceSource | None,
         run_dir: str | Path,
         config: TrainConfig,
         progress: bool = True,
         latents: str | Path | LatentCache | None = None,
         cache_inputs: str | Path | CacheInputStore | None = None,
+        rollouts: str | Path | RolloutStore | None = None,
     ) -> None:
         config.validate()
         self.config = config
@@ -169,6 +171,24 @@ class Trainer:
                 store if isinstance(store, CacheInputStore) else CacheInputStore(store)
             )
             self.cache_inputs.check(self.pipe, data)
+        self.rollouts: RolloutStore | None = None
+        if rollouts is not None:
+            if self.trains_vae or not self.sees_cache:
+                raise ValueError(
+                    "rollouts train a transformer with a scene-cache input (stage 1 or 2)"
+                )
+            self.rollouts = (
+                rollouts if isinstance(rollouts, RolloutStore) else RolloutStore(rollouts)
+            )
+            self.rollouts.check(self.pipe)
+            if config.rollout_share < 1 and (self.latents is None or self.cache_inputs is None):
+                # encode_chunks takes a batch whose chunk latents are all stored or all not.
+                raise ValueError(
+                    f"rollout_share {config.rollout_share} mixes rollouts with the dataset: that "
+                    "needs a latent cache and a cache-input store for the dataset (or share 1)"
+                )
+        elif data is None:
+            raise ValueError("a trainer needs a dataset, a rollout store or both")
         self.start_stride = config.start_stride or (self.latents.stride if self.latents else 1)
         if self.cache_inputs is not None:
             self.start_stride = math.lcm(self.start_stride, self.cache_inputs.stride)
@@ -333,13 +353,25 @@ class Trainer:
             return seed, draw_vae_clips(self.data, rng, cfg.batch_size, cfg.vae_clip_frames)
         with_memory = self.stage == "stage2"
         draw = self.latents.draw_chunk if self.latents is not None else draw_chunk
-        examples = [
-            draw(self.data, rng, with_memory, cfg.min_history, cfg.memory_source, self.start_stride)
-            for _ in range(cfg.batch_size)
-        ]
+        examples = []
+        for _ in range(cfg.batch_size):
+            # The extra draw only with a rollout store: runs without one draw what they drew.
+            if self.rollouts is not None and rng.random() < cfg.rollout_share:
+                examples.append(self.rollouts.draw(rng))
+                continue
+            examples.append(
+                draw(
+                    self.data,
+                    rng,
+                    with_memory,
+                    cfg.min_history,
+                    cfg.memory_source,
+                    self.start_stride,
+                )
+            )
         for k, e in enumerate(examples):  # here: the prefetch thread does it during the last step
             e.raymaps, e.memory_raymaps = self.pipe.packed_raymaps(e.poses, e.memory_poses)
-            if self.sees_cache:
+            if self.sees_cache and e.cache_states is None:
                 e.cache_states = self._cache_states(
                     e, np.random.default_rng([cfg.seed, step, self.rank, k])
                 )

@@ -51,9 +51,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data",
         type=Path,
         nargs="+",
-        required=True,
+        default=None,
         help="dataset folder (shareverse-data); several train on their union (one --latents and "
-        "--cache-inputs folder per dataset, in the same order)",
+        "--cache-inputs folder per dataset, in the same order); optional with --rollouts and "
+        "--rollout-share 1",
+    )
+    parser.add_argument(
+        "--rollouts",
+        type=Path,
+        default=None,
+        help="rollout store (shareverse-train collect-rollouts): chunks of the env's own "
+        "episodes, the truth as target",
+    )
+    parser.add_argument(
+        "--rollout-share",
+        type=float,
+        default=0.5,
+        help="share of each batch drawn from --rollouts (1: rollouts only, no --data needed)",
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--stage", choices=STAGES, required=True)
@@ -312,6 +326,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "encode-cache":
         encode_cache_main(argv[1:])
         return
+    if argv and argv[0] == "collect-rollouts":
+        from shareverse_env.cli.rollouts import main as collect_main
+
+        collect_main(argv[1:])
+        return
     if argv and argv[0] == "depth":
         from shareverse_env.models.training.depth import depth_main
 
@@ -320,18 +339,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from shareverse_env.models.training.union import open_training_data
 
+    if args.data is None and (args.rollouts is None or args.rollout_share < 1):
+        raise SystemExit("--data is required unless --rollouts is given with --rollout-share 1")
     pipe = open_run_pipeline(args.out, args.init)
     if args.cache_input:
         pipe = with_cache_input(pipe)
     # A cache input rendered every step needs the dataset's depth.
     renders_cache = bool(pipe.transformer.config.cache_in_channels) and args.cache_inputs is None
-    try:
-        data, latents, cache_inputs = open_training_data(
-            args.data, args.split, not renders_cache, args.latents, args.cache_inputs
-        )
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-    for root, part in zip(args.data, getattr(data, "parts", [data]), strict=True):
+    data = latents = cache_inputs = None
+    if args.data is not None:
+        try:
+            data, latents, cache_inputs = open_training_data(
+                args.data, args.split, not renders_cache, args.latents, args.cache_inputs
+            )
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+    for root, part in zip(args.data or [], getattr(data, "parts", [data]), strict=False):
         if len(part) == 0:
             raise SystemExit(f"no complete sequences in {root}/{args.split}")
         view_hw = tuple(part[0].frames.shape[-3:-1])
@@ -366,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         lr_decay_start=args.lr_decay[0],
         lr_decay_steps=args.lr_decay[1],
         lr_final=args.lr_final,
+        rollout_share=args.rollout_share,
     )
     if latents is not None and args.stage in VAE_STAGES:
         print(f"--latents is ignored by the {args.stage} stage (it trains the VAE itself)")
@@ -378,6 +402,7 @@ def main(argv: list[str] | None = None) -> None:
         progress=not args.no_progress,
         latents=latents,
         cache_inputs=cache_inputs,
+        rollouts=args.rollouts,
     )
     row = trainer.run()
     if args.stage == "vae" and (trainer.rank == 0 or trainer.sharded):
