@@ -34,6 +34,7 @@ DEFAULTS_BEFORE = {
     "cache_buffers": 4,
     "depth_model": None,
     "allow_random_full_size": False,
+    "colour_anchor": 0.0,  # added with issue 27; off by default
 }
 
 

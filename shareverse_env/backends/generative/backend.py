@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from shareverse_env.backends import Backend, FirstFrames
+from shareverse_env.backends.generative.colour import anchor_colour, view_channel_means
 from shareverse_env.backends.generative.config import GenerativeConfig
 from shareverse_env.backends.generative.depth import depth_estimator
 from shareverse_env.backends.generative.state import Checkpoint, ChunkState
@@ -187,6 +188,8 @@ class ShareVerseBackend(Backend):
         without a scene cache (the paper's mode) gets ``NO_CACHE``, the all-zero input its
         training drops to."""
         self._no_cache = takes_cache and not cache.enabled
+        self.colour_anchor = config.sampler.colour_anchor
+        self._anchor_means: np.ndarray | None = None  # (A, 4, 3): the first frames' palette
 
     def reset(
         self,
@@ -243,6 +246,7 @@ class ShareVerseBackend(Backend):
             self.scene.reset(frames, start.depth, poses)
         self.last_cache_renders = []
         self._conditioning_all = frames
+        self._anchor_means = view_channel_means(frames)
         self.start_frames = start
         return frames
 
@@ -398,7 +402,11 @@ class ShareVerseBackend(Backend):
         """Stages after sampling: archive, composite and cache, advance."""
         self._archive_memory(chunk, result)
         timings = dict(result.timings)
-        frames_active = self._composite_and_cache(chunk, result.frames, timings)
+        frames_active = result.frames
+        if self.colour_anchor > 0:
+            reference = self._anchor_means[chunk.agents]
+            frames_active = anchor_colour(frames_active, reference, self.colour_anchor)
+        frames_active = self._composite_and_cache(chunk, frames_active, timings)
         self._advance(chunk, frames_active, timings)
 
     def _start_chunk(self, poses: np.ndarray, active: np.ndarray) -> ChunkState:

@@ -127,6 +127,9 @@ class SamplerConfig:
         seed: option ``seed``: seed of the noise generator (and of random weights for a config
             name).
         progress: option ``progress``: show the denoising progress bar.
+        colour_anchor: option ``colour_anchor``: move each generated view's channel means this
+            fraction of the way to the episode's first frame's (0: off, 1: the first frame's
+            means; :mod:`~shareverse_env.backends.generative.colour`).
 
     Example:
         >>> SamplerConfig(num_inference_steps=4).seed
@@ -136,6 +139,11 @@ class SamplerConfig:
     num_inference_steps: int | None = None
     seed: int = 0
     progress: bool = False
+    colour_anchor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.colour_anchor <= 1.0:
+            raise ValueError(f"colour_anchor must be in [0, 1]; got {self.colour_anchor}")
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,12 @@ def _checked_int(value: Any) -> int | type[_Bad]:
 
 def _optional_int(value: Any) -> int | type[_Bad] | None:
     return None if value is None else _checked_int(value)
+
+
+def _float(value: Any) -> float | type[_Bad]:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return _Bad
+    return float(value)
 
 
 def _bool(value: Any) -> bool | type[_Bad]:
@@ -236,6 +250,7 @@ OPTIONS: dict[str, _Option] = {
     "num_inference_steps": _Option("sampler", "num_inference_steps", "int or None", _optional_int),
     "seed": _Option("sampler", "seed", "int", _checked_int),
     "progress": _Option("sampler", "progress", "bool (True or False)", _bool),
+    "colour_anchor": _Option("sampler", "colour_anchor", "float in [0, 1]", _float),
     "device": _Option("model", "device", "str, torch.device or None", _device),
     "allow_random_full_size": _Option("model", "allow_random_full_size", "bool", _bool),
 }
