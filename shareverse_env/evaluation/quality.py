@@ -11,8 +11,9 @@ Every (sequence, agent, chunk, variant) gets one :class:`ChunkScore`: PSNR and S
 frame and averaged over the chunk's 28 frames, over all pixels and over the co-visibility mask
 (:func:`~.overlap.covisibility_masks`, the pixels that the other agent also sees), and the
 detail ratio (:func:`~.metrics.detail_ratio_tiled`, how sharp the frames are next to the
-truth's). PSNR of a frame is capped at :data:`PSNR_CAP_DB` (identical frames would give
-``inf``); SSIM uses :func:`~.metrics.ssim_tiled` (one map per camera view).
+truth's), and LPIPS (:func:`~.lpips.lpips_tiled`, AlexNet, per camera view; lower is better)
+where its weights are installed. PSNR of a frame is capped at :data:`PSNR_CAP_DB` (identical
+frames would give ``inf``); SSIM uses :func:`~.metrics.ssim_tiled` (one map per camera view).
 
 Example (the two baselines, which need no model, on a one-sequence dataset):
     >>> import tempfile
@@ -60,6 +61,13 @@ from shareverse_env.evaluation.action_probes import (
 )
 from shareverse_env.evaluation.consistency import cross_agent_difference
 from shareverse_env.evaluation.floors import BLUR_SIGMAS, blur_sigma, blur_views, mean_colour_views
+from shareverse_env.evaluation.lpips import (
+    MIN_SIZE,
+    NETS,
+    lpips_available,
+    lpips_tiled,
+    weights_file,
+)
 from shareverse_env.evaluation.metrics import PSNR_CAP_DB, detail_ratio_tiled, psnr, ssim_tiled
 from shareverse_env.evaluation.overlap import correspondences
 from shareverse_env.evaluation.regions import first_frame_regions, seam_ratio
@@ -71,7 +79,7 @@ from shareverse_env.world.renderer import Renderer
 DEFAULT_VARIANTS: tuple[str, ...] = tuple(n for n, v in VARIANTS.items() if v.default)
 """Every variant but the opt-in diagnostics (``teacher_forced``), in report order."""
 
-METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail")
+METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail", "lpips")
 """The scores of every :class:`ChunkScore`."""
 
 REGION_METRICS: tuple[str, ...] = ("psnr_holes", "psnr_cars", "seam", "hole_fraction")
@@ -79,6 +87,12 @@ REGION_METRICS: tuple[str, ...] = ("psnr_holes", "psnr_cars", "seam", "hole_frac
 
 QUALITY_METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_overlap", "ssim_overlap")
 """The metrics on which higher is better, where the best floor is the one to beat."""
+
+LOWER_IS_BETTER: tuple[str, ...] = ("lpips",)
+"""The metrics on which lower is better, where the best (lowest) floor is the one to beat."""
+
+LPIPS_NET = "alex"
+"""The LPIPS backbone the runner scores with (AlexNet, the one papers report)."""
 
 
 @dataclass
@@ -89,7 +103,9 @@ class ChunkScore:
     computed over each frame's co-visible pixels and averaged over the frames that have any
     (``nan`` when none has). ``overlap_fraction`` is the mean fraction of co-visible pixels.
     ``detail`` is the mean :func:`~.metrics.detail_ratio_tiled` (1 = as sharp as the truth,
-    below 1 = blurred); ``nan`` when read from a results file without it.
+    below 1 = blurred); ``nan`` when read from a results file without it. ``lpips`` is the mean
+    :func:`~.lpips.lpips_tiled` (AlexNet, 0 = identical, lower is better; a blurred frame
+    scores worse than a sharp one slightly off); ``nan`` when it was not scored.
 
     For each action probe ``p`` (:mod:`.action_probes`; ``nan`` when it did not run):
     ``change_p`` is the mean absolute difference (grey levels) between this chunk and the
@@ -136,6 +152,8 @@ class ChunkScore:
     psnr_cars: float = math.nan
     seam: float = math.nan
     hole_fraction: float = math.nan
+    # Last, so that rows built positionally before LPIPS existed keep their meaning.
+    lpips: float = math.nan
 
 
 @dataclass
@@ -292,15 +310,17 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> float:
 
 
 def best_floor(result: QualityResult, metric: str) -> str | None:
-    """The floor (:data:`~.variants.FLOORS`) with the highest mean ``metric`` in ``result``,
-    or ``None`` when no floor ran."""
+    """The floor (:data:`~.variants.FLOORS`) with the best mean ``metric`` in ``result`` (the
+    highest; the lowest for :data:`LOWER_IS_BETTER`), or ``None`` when no floor scored it."""
     summary = result.summary()
     scored = [
         (summary[f][metric], f)
         for f in FLOORS
         if f in summary and not math.isnan(summary[f][metric])
     ]
-    return max(scored)[1] if scored else None
+    if not scored:
+        return None
+    return (min if metric in LOWER_IS_BETTER else max)(scored)[1]
 
 
 def _csv_cell(v: Any) -> Any:
@@ -325,20 +345,42 @@ def _json_safe(obj: Any) -> Any:
 
 
 def frame_scores(
-    generated: np.ndarray, truth: np.ndarray, mask: np.ndarray
+    generated: np.ndarray, truth: np.ndarray, mask: np.ndarray, lpips: bool = False
 ) -> dict[str, np.ndarray]:
     """Per-frame PSNR (capped) and SSIM of tiled frames ``(T, 2H, 2W, 3)``, all and masked.
 
-    Returns ``{"psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail"}``, each ``(T,)``; the
-    masked scores are ``nan`` for frames with an empty mask.
+    Returns ``{"psnr", "ssim", "psnr_overlap", "ssim_overlap", "detail"}``, each ``(T,)``, and
+    ``"lpips"`` with ``lpips=True`` (:data:`LPIPS_NET`; needs the weights); the masked scores
+    are ``nan`` for frames with an empty mask.
     """
-    return {
+    scores = {
         "psnr": psnr(generated, truth, max_db=PSNR_CAP_DB),
         "ssim": ssim_tiled(generated, truth),
         "psnr_overlap": psnr(generated, truth, mask=mask, max_db=PSNR_CAP_DB),
         "ssim_overlap": ssim_tiled(generated, truth, mask=mask),
         "detail": detail_ratio_tiled(generated, truth),
     }
+    if lpips:
+        scores["lpips"] = lpips_tiled(generated, truth, net=LPIPS_NET)
+    return scores
+
+
+def use_lpips(lpips: bool | None, view_hw: tuple[int, int]) -> bool:
+    """Whether the runner scores LPIPS: ``lpips`` if given, else whenever the weights are
+    installed and the views are large enough for :data:`LPIPS_NET`.
+
+    Raises:
+        LPIPSUnavailableError: ``lpips=True`` and the weights are not installed.
+        ValueError: ``lpips=True`` and the views are too small.
+    """
+    smallest = MIN_SIZE[NETS[LPIPS_NET]]
+    if lpips is None:
+        return min(view_hw) >= smallest and lpips_available(LPIPS_NET)
+    if lpips:
+        weights_file(LPIPS_NET)  # raises now, before any chunk is generated
+        if min(view_hw) < smallest:
+            raise ValueError(f"LPIPS needs views of at least {smallest}×{smallest}; got {view_hw}")
+    return bool(lpips)
 
 
 def _chunk_means(scores: dict[str, np.ndarray]) -> dict[str, float]:
@@ -598,6 +640,7 @@ def evaluate_quality(
     probes: Sequence[str] = PROBES,
     renderer_for: Callable[[SequenceData], Renderer] | None = None,
     cache_model: str | os.PathLike | ShareVersePipeline | None = None,
+    lpips: bool | None = None,
 ) -> QualityResult:
     """Score every variant on the first ``sequences`` sequences of ``split``.
 
@@ -622,11 +665,16 @@ def evaluate_quality(
             metadata, :func:`~shareverse_env.data.synthesis.sequence_renderer`).
         cache_model: the pipeline of the ``cache_conditioned`` variant (a model with a
             scene-cache input); needed by that variant only.
+        lpips: score LPIPS (:func:`use_lpips`): ``True`` requires its weights, ``False`` skips
+            it (``nan``), ``None`` scores it where the weights are installed and the views
+            large enough. ``config["lpips"]`` records whether it was scored.
 
     Raises:
         ValueError: unknown variants or probes, an empty split, sequences too short for one
             chunk, a model whose view size differs from the dataset's, or probes on a sequence
             whose town cannot be rebuilt.
+        LPIPSUnavailableError: ``lpips=True`` without the LPIPS weights (raised before any
+            chunk is generated).
     """
     variants = list(variants)
     probes = list(probes)
@@ -646,6 +694,7 @@ def evaluate_quality(
         cache_model=str(cache_model) if isinstance(cache_model, os.PathLike) else cache_model,
     )
     rig = dataset_rig(dataset)
+    score_lpips = use_lpips(lpips, tuple((dataset.info or {}).get("view_hw", (64, 96))))
     for name, pipe in pipelines.items():
         view_hw = tuple((dataset.info or {}).get("view_hw", pipe.view_hw))
         if view_hw != pipe.view_hw:
@@ -674,6 +723,7 @@ def evaluate_quality(
             "chunk_frames": CHUNK_FRAMES,
             "probes": probes,
             "blur_sigmas": list(BLUR_SIGMAS),
+            "lpips": score_lpips,
         },
     )
     if renderer_for is None:
@@ -735,7 +785,7 @@ def evaluate_quality(
                 xagent = cross_agent_difference(frames, *chunk_match[k])
                 for a in range(data.num_agents):
                     mask = masks[a, 1 + new * k : 1 + new * (k + 1)]
-                    scores = _chunk_means(frame_scores(frames[a], truth[a], mask))
+                    scores = _chunk_means(frame_scores(frames[a], truth[a], mask, score_lpips))
                     scores["xagent_diff"] = _nanmean(xagent[0][a])
                     scores["xagent_agree"] = _nanmean(xagent[1][a])
                     scores["true_xagent_diff"] = _nanmean(true_xagent[k][0][a])

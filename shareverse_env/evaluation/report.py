@@ -13,11 +13,11 @@ Example:
     >>> rows = [ChunkScore("000000", "head_on", "fog", a, k, v, p + a, 0.5, p, 0.5, 0.3, 28)
     ...         for v, p in (("trained", 20.0), ("repeat", 18.0)) for a in (0, 1) for k in (0, 1)]
     >>> print(summary_table(QualityResult(rows)))  # doctest: +NORMALIZE_WHITESPACE
-    | variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | detail | response | follow dB | PSNR chunk 0 | PSNR chunk 1 |
-    |---|---|---|---|---|---|---|---|---|---|
-    | trained | 20.50 | 0.5000 | 20.00 | 0.5000 | n/a | n/a | n/a | 20.50 | 20.50 |
-    | repeat | 18.50 | 0.5000 | 18.00 | 0.5000 | n/a | n/a | n/a | 18.50 | 18.50 |
-    | **best floor** | 18.50 (repeat) | 0.5000 (repeat) | 18.00 (repeat) | 0.5000 (repeat) | | | | 18.50 (repeat) | 18.50 (repeat) |
+    | variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | LPIPS | detail | response | follow dB | PSNR chunk 0 | PSNR chunk 1 |
+    |---|---|---|---|---|---|---|---|---|---|---|
+    | trained | 20.50 | 0.5000 | 20.00 | 0.5000 | n/a | n/a | n/a | n/a | 20.50 | 20.50 |
+    | repeat | 18.50 | 0.5000 | 18.00 | 0.5000 | n/a | n/a | n/a | n/a | 18.50 | 18.50 |
+    | **best floor** | 18.50 (repeat) | 0.5000 (repeat) | 18.00 (repeat) | 0.5000 (repeat) | n/a | | | | 18.50 (repeat) | 18.50 (repeat) |
     >>> compare(QualityResult(rows), "trained", "repeat", "psnr")["wins"]
     4
 """
@@ -33,7 +33,12 @@ import numpy as np
 
 from shareverse_env.evaluation.action_probes import PROBES
 from shareverse_env.evaluation.consistency import AGREE_TOLERANCE
-from shareverse_env.evaluation.quality import QUALITY_METRICS, QualityResult, best_floor
+from shareverse_env.evaluation.quality import (
+    LOWER_IS_BETTER,
+    QUALITY_METRICS,
+    QualityResult,
+    best_floor,
+)
 from shareverse_env.evaluation.variants import FLOORS, VARIANTS
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -41,6 +46,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ssim", "SSIM all", "{:.4f}"),
     ("psnr_overlap", "PSNR overlap", "{:.2f}"),
     ("ssim_overlap", "SSIM overlap", "{:.4f}"),
+    ("lpips", "LPIPS", "{:.4f}"),
     ("detail", "detail", "{:.2f}"),
     ("response", "response", "{:.2f}"),
     ("follow", "follow dB", "{:+.2f}"),
@@ -56,7 +62,8 @@ def summary_table(result: QualityResult) -> str:
     """Markdown table: one row per variant; means over all rows and PSNR per chunk index.
 
     A last row names the best floor (:data:`~.variants.FLOORS`) of every quality metric and
-    chunk with its score: the number a model has to beat there.
+    chunk with its score: the number a model has to beat there (the lowest for LPIPS, where
+    lower is better).
     """
     summary = result.summary()
     chunks = range(result.num_chunks)
@@ -72,14 +79,15 @@ def summary_table(result: QualityResult) -> str:
         keys += [(f"psnr_chunk{k}", "{:.2f}") for k in chunks]
         cells = ["**best floor**"]
         for key, pattern in keys:
-            if key not in QUALITY_METRICS and not key.startswith("psnr_chunk"):
+            lower = key in LOWER_IS_BETTER
+            if key not in QUALITY_METRICS and not lower and not key.startswith("psnr_chunk"):
                 cells.append("")
                 continue
             scored = [(summary[f][key], f) for f in floors if not math.isnan(summary[f][key])]
             if not scored:
                 cells.append("n/a")
                 continue
-            value, name = max(scored)
+            value, name = min(scored) if lower else max(scored)
             cells.append(f"{_fmt(value, pattern)} ({name})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -154,6 +162,11 @@ def regions_table(result: QualityResult) -> str:
     return _summary_table(result, columns)
 
 
+def _measured(result: QualityResult, metric: str) -> bool:
+    """Whether any row scored ``metric`` (not ``nan``)."""
+    return any(not math.isnan(getattr(r, metric)) for r in result.rows)
+
+
 def _nanmean_rows(result: QualityResult, variant: str, key: str) -> float:
     v = result.values(variant, key)
     v = v[~np.isnan(v)]
@@ -173,9 +186,10 @@ def compare(result: QualityResult, first: str, second: str, metric: str) -> dict
     """Paired comparison of two variants on ``metric`` over the rows both have.
 
     Returns ``mean_first``, ``mean_second``, ``diff`` (first − second), ``se`` (standard error
-    of the paired differences), ``wins`` (rows where first > second), ``n``, ``sign_p`` (the
-    sign test's p-value) and ``verdict``: ``"better"``/``"worse"`` when ``|diff| > 2·se``;
-    else ``"better in most chunks"``/``"worse in most chunks"`` when the sign test gives
+    of the paired differences), ``wins`` (rows where first is better: higher, or lower for
+    :data:`~.quality.LOWER_IS_BETTER` metrics such as LPIPS), ``n``, ``sign_p`` (the sign
+    test's p-value) and ``verdict``: ``"better"``/``"worse"`` when ``|diff| > 2·se``; else
+    ``"better in most chunks"``/``"worse in most chunks"`` when the sign test gives
     ``p < 0.05`` (a few large losses can hide a consistent win); else ``"no clear difference"``.
     """
     table: dict[tuple[str, int, int], dict[str, float]] = {}
@@ -198,11 +212,12 @@ def compare(result: QualityResult, first: str, second: str, metric: str) -> dict
     d = pairs[:, 0] - pairs[:, 1]
     diff = float(d.mean())
     se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-    wins = int((d > 0).sum())
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0  # +1 where higher is better
+    wins = int((sign * d > 0).sum())
     sign_p = sign_test(wins, int((d != 0).sum()))
     verdict = "no clear difference"
     if abs(diff) > 2 * se:
-        verdict = "better" if diff > 0 else "worse"
+        verdict = "better" if sign * diff > 0 else "worse"
     elif sign_p < 0.05:
         verdict = "better in most chunks" if 2 * wins > n else "worse in most chunks"
     return {
@@ -324,15 +339,18 @@ def conclusions(result: QualityResult) -> list[str]:
     """The evaluation's questions, answered from the numbers (markdown list items)."""
     have = set(result.variants)
     both = ("psnr", "ssim")
+    # LPIPS joins the best-floor questions where it was scored: the floor that wins PSNR by
+    # blurring does not win it.
+    fidelity = (*both, "lpips") if _measured(result, "lpips") else both
     lines = []
     label = "(a) trained beats the best floor on each metric"
     if "trained" in have:
-        lines.append(f"- **{label}**: {beats_best_floor(result, 'trained', both)}")
+        lines.append(f"- **{label}**: {beats_best_floor(result, 'trained', fidelity)}")
     else:
         lines.append(f"- **{label}**: not measured (variant missing).")
     if "trained_cache" in have:
         label = "(a) trained_cache beats the best floor on each metric"
-        lines.append(f"- **{label}**: {beats_best_floor(result, 'trained_cache', both)}")
+        lines.append(f"- **{label}**: {beats_best_floor(result, 'trained_cache', fidelity)}")
         for other in ("cache_only", "trained"):
             if other in have:
                 sentence = _sentence(result, "trained_cache", other, both)
@@ -340,7 +358,7 @@ def conclusions(result: QualityResult) -> list[str]:
                 lines.append(f"- **(e) trained_cache vs {other}**: {verdict}. {sentence}.")
     if "cache_conditioned" in have:
         label = "(a) cache_conditioned beats the best floor on each metric"
-        lines.append(f"- **{label}**: {beats_best_floor(result, 'cache_conditioned', both)}")
+        lines.append(f"- **{label}**: {beats_best_floor(result, 'cache_conditioned', fidelity)}")
         for other in ("trained_cache", "cache_only"):
             if other in have:
                 sentence = _sentence(result, "cache_conditioned", other, both)
@@ -422,7 +440,9 @@ def summary_markdown(result: QualityResult, command: str | None = None) -> str:
         "agents, chunks and sequences; *overlap* = only the pixels the other agent also sees; "
         "*detail* = the frame's fine detail (luma gradient energy) over the true frame's, "
         "1 as sharp as the truth, below 1 blurred (PSNR and SSIM favour blur under "
-        "uncertainty: read them next to it).",
+        "uncertainty: read them next to it); *LPIPS* = the learned perceptual distance "
+        "(AlexNet, per camera view; 0 identical, **lower is better**; a blurred frame scores "
+        "worse than a sharp one slightly off), n/a where it was not scored.",
         "",
         summary_table(result),
         "",

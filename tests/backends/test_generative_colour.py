@@ -19,7 +19,7 @@ def _run(options):
         terminate_on_collision=False,
         backend_options={"scene_cache": False, **options},
     )
-    obs, infos = env.reset(seed=4)
+    _, infos = env.reset(seed=4)
     first = np.stack([infos[a]["frames"][-1] for a in env.agents])
     _, _, _, _, infos = env.step({a: DRIVE.copy() for a in env.agents})
     return first, np.stack([infos[a]["frames"] for a in env.possible_agents])

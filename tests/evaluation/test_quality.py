@@ -22,6 +22,11 @@ from shareverse_env.data.reader import SequenceDataset
 from shareverse_env.evaluation import quality
 from shareverse_env.evaluation.action_probes import probe_plan, render_truth
 from shareverse_env.evaluation.floors import blur_sigma, blur_views, mean_colour_views
+from shareverse_env.evaluation.lpips import (
+    LPIPSUnavailableError,
+    lpips_available,
+    lpips_tiled,
+)
 from shareverse_env.evaluation.metrics import psnr, ssim_tiled
 from shareverse_env.evaluation.overlap import covisibility_masks
 from shareverse_env.evaluation.quality import (
@@ -99,6 +104,9 @@ def test_result_structure(run, stored) -> None:
         assert r.sequence == "000000" and r.scenario == "head_on" and r.frames == 28
         assert 0 < r.psnr <= PSNR_CAP_DB and -1 <= r.ssim <= 1
         assert 0 < r.overlap_fraction < 1 and np.isfinite(r.psnr_overlap)
+        # LPIPS is scored where its weights are installed (32×48 views are large enough).
+        assert run.config["lpips"] == lpips_available()
+        assert (0 <= r.lpips < 1) if run.config["lpips"] else math.isnan(r.lpips)
     summary = run.summary()
     assert list(summary) == RUN_VARIANTS
     assert {"psnr", "ssim", "psnr_overlap", "ssim_overlap", "psnr_chunk0", "psnr_chunk1"} <= set(
@@ -126,6 +134,8 @@ def test_repeat_scores_equal_a_direct_computation(run, stored) -> None:
             np.nanmean(psnr(guess, truth, mask=mask, max_db=PSNR_CAP_DB))
         )
         assert r.overlap_fraction == pytest.approx(mask.mean())
+        if run.config["lpips"]:
+            assert r.lpips == pytest.approx(lpips_tiled(guess, truth).mean())
     # Chunk 0 of both baselines repeats the same true frame; chunk 1 does not.
     rep, oracle = run.values("repeat", "psnr"), run.values("repeat_oracle", "psnr")
     chunk = np.array([r.chunk for r in run.rows if r.variant == "repeat"])
@@ -314,6 +324,25 @@ def test_report_is_computed_from_the_numbers(run) -> None:
     assert lines[5].startswith("- *For reference*, trained vs repeat ")
     assert lines[6].startswith("- *For reference*, trained vs repeat_oracle")
     assert len(lines) == 7  # no autoencoder line: it did not run
+
+
+def test_lpips_on_off_or_where_installed(tiny_dataset, monkeypatch) -> None:
+    from shareverse_env.evaluation import lpips
+
+    root, _ = tiny_dataset
+    off = evaluate_quality(
+        root, "val", variants=["repeat"], num_chunks=1, progress=False, probes=(), lpips=False
+    )
+    assert off.config["lpips"] is False and all(math.isnan(r.lpips) for r in off.rows)
+    assert quality.use_lpips(None, (16, 16)) is False  # too small for AlexNet: skipped
+    monkeypatch.setattr(lpips, "WEIGHTS_PACKAGE", "no_such_lpips_weights_package")
+    assert quality.use_lpips(None, (64, 96)) is False
+    with pytest.raises(LPIPSUnavailableError, match=r"shareverse_env\[lpips\]"):
+        evaluate_quality(root, "val", variants=["repeat"], progress=False, probes=(), lpips=True)
+    monkeypatch.undo()
+    if lpips_available():
+        with pytest.raises(ValueError, match="at least 31×31"):
+            quality.use_lpips(True, (16, 16))
 
 
 def test_baselines_need_no_model(tiny_dataset) -> None:

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from shareverse_env.evaluation import lpips
 from shareverse_env.evaluation import report as report_module
-from shareverse_env.evaluation.quality import ChunkScore, QualityResult
+from shareverse_env.evaluation.quality import ChunkScore, QualityResult, best_floor
 from shareverse_env.evaluation.report import (
     compare,
     conclusions,
@@ -92,9 +93,11 @@ def test_conclusions_and_table() -> None:
     assert "not measured (no action probe ran)" in lines[4]
     table = summary_table(result).splitlines()
     assert table[0].startswith(
-        "| variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | detail | response |"
+        "| variant | PSNR all | SSIM all | PSNR overlap | SSIM overlap | LPIPS | detail | response |"
     )
-    assert table[2] == "| trained | 16.50 | 0.4125 | 16.50 | 0.4125 | 0.50 | n/a | n/a | 16.50 |"
+    assert (
+        table[2] == "| trained | 16.50 | 0.4125 | 16.50 | 0.4125 | n/a | 0.50 | n/a | n/a | 16.50 |"
+    )
     assert table[-1].startswith("| **best floor** | 15.50 (repeat) | 0.3875 (repeat) |")
 
 
@@ -160,8 +163,9 @@ def test_figures(tmp_path) -> None:
     assert sample_columns(2, 3) == [0, 14, 27, 28, 42, 55]
 
 
-def test_script_writes_every_output(tiny_dataset, tmp_path, capsys) -> None:
-    """``scripts/evaluate_quality.py`` end to end with the baselines (no model to run)."""
+def test_script_writes_every_output(tiny_dataset, tmp_path, capsys, monkeypatch) -> None:
+    """``scripts/evaluate_quality.py`` end to end with the baselines (no model to run); LPIPS
+    on by default, a clear error without its weights, ``--no-lpips`` to skip it."""
     pytest.importorskip("matplotlib")
     import importlib.util
     from pathlib import Path
@@ -172,7 +176,20 @@ def test_script_writes_every_output(tiny_dataset, tmp_path, capsys) -> None:
     spec.loader.exec_module(script)
     out = tmp_path / "quality"
     args = ["--data", str(tiny_dataset[0]), "--out", str(out), "--no-progress", "--probes"]
-    assert script.main([*args, "--variants", "repeat", "repeat_oracle"]) == 0
+    variants = ["--variants", "repeat", "repeat_oracle"]
+    if lpips.lpips_available():
+        assert script.main([*args, *variants]) == 0
+        saved = QualityResult.from_json(out / "results.json")
+        assert saved.config["lpips"] is True
+        assert all(0 <= r.lpips < 1 for r in saved.rows)
+        assert "| LPIPS |" in (out / "summary.md").read_text()
+    with monkeypatch.context() as patch:
+        patch.setattr(lpips, "WEIGHTS_PACKAGE", "no_such_lpips_weights_package")
+        with pytest.raises(SystemExit, match=r"shareverse_env\[lpips\].*--no-lpips"):
+            script.main([*args, *variants])
+        assert script.main([*args, *variants, "--no-lpips"]) == 0
+    saved = QualityResult.from_json(out / "results.json")
+    assert saved.config["lpips"] is False and all(math.isnan(r.lpips) for r in saved.rows)
     names = {"results.csv", "results.json", "samples.npz", "summary.md", "drift.png", "samples.png"}
     assert not (out / "actions.png").exists()  # no probe ran
     assert names <= {p.name for p in out.iterdir()}
@@ -234,3 +251,22 @@ def test_compare_results_pairs_variants_of_two_runs(tmp_path, capsys) -> None:
     elsewhere.to_json(tmp_path / "three.json")
     with pytest.raises(SystemExit, match=r"same episodes .*seed"):
         script.main([f"{tmp_path}/two.json:cache_conditioned", f"{tmp_path}/three.json:trained"])
+
+
+def test_lpips_is_lower_is_better_in_the_table_the_floors_and_the_verdicts() -> None:
+    base = [15.0, 16.0, 17.0, 18.0]
+    result = _result({"trained": base, "repeat": base, "repeat_blur": base})
+    for r in result.rows:  # trained lowest, the blurred floor above the sharp one
+        r.lpips = {"trained": 0.20, "repeat": 0.30, "repeat_blur": 0.50}[r.variant] + 0.01 * r.agent
+    assert best_floor(result, "lpips") == "repeat"  # the lowest floor
+    assert best_floor(result, "psnr") in ("repeat", "repeat_blur")
+    c = compare(result, "trained", "repeat", "lpips")
+    assert c["diff"] == pytest.approx(-0.10) and c["wins"] == 4 and c["verdict"] == "better"
+    assert compare(result, "repeat_blur", "repeat", "lpips")["verdict"] == "worse"
+    table = summary_table(result).splitlines()
+    assert table[2].split(" | ")[5] == "0.2050"  # trained's LPIPS
+    assert "| 0.3050 (repeat) |" in table[-1]  # the best floor's is the lowest
+    line = conclusions(result)[0]
+    assert "vs repeat, lpips 0.2050 vs 0.3050" in line and "**better**" in line
+    # Without LPIPS scores the conclusions do not mention it.
+    assert "lpips" not in conclusions(_result({"trained": base, "repeat": base}))[0]
