@@ -9,7 +9,8 @@
 # Knobs (environment): EPISODES (36), CHUNKS (10: chunks per episode at most), MINUTES (60:
 # training budget of this call), SEGMENT (10: minutes per resumed segment), STEPS (100000),
 # BATCH (2), LR (5e-5), HOLE_WEIGHT (4), SAMPLER_SHARE (0.75), INIT (the shipped weights),
-# COLLECT (1: collect in the background while training; 0: train on the store as it is).
+# ADVERSARIAL (0: the --adversarial-weight), COLLECT (1: collect in the background while
+# training; 0: train on the store as it is).
 set -euo pipefail
 STORE=${1:?usage: finetune_rollouts.sh STORE RUN}
 RUN=${2:?usage: finetune_rollouts.sh STORE RUN}
@@ -23,6 +24,7 @@ BATCH=${BATCH:-2}
 LR=${LR:-5e-5}
 HOLE_WEIGHT=${HOLE_WEIGHT:-4}
 SAMPLER_SHARE=${SAMPLER_SHARE:-0.75}
+ADVERSARIAL=${ADVERSARIAL:-0}
 COLLECT=${COLLECT:-1}
 INIT=${INIT:-$($PY -c 'from shareverse_env.models.loading import SHIPPED_WEIGHTS; print(SHIPPED_WEIGHTS)')}
 
@@ -44,5 +46,6 @@ while [ "$(date +%s)" -lt "$DEADLINE" ]; do
     shareverse-train --rollouts "$STORE" --rollout-share 1 --out "$RUN" --stage stage2 \
         --steps "$STEPS" --init "$INIT" --batch-size "$BATCH" --lr "$LR" --warmup-steps 20 \
         --sampler-timestep-share "$SAMPLER_SHARE" --hole-weight "$HOLE_WEIGHT" \
+        --adversarial-weight "$ADVERSARIAL" \
         --max-minutes "$(( LEFT < SEGMENT ? LEFT : SEGMENT ))" --checkpoint-minutes 5 --no-progress
 done

@@ -89,6 +89,14 @@ class TrainConfig:
     # Share of a batch's examples drawn from a rollout store (the env's own episodes,
     # models/training/rollout_store.py) when the trainer has one; 1: rollouts only.
     rollout_share: float = 0.5
+    # Weight of an adversarial term on the clean-chunk estimate (models/training/adversarial.py;
+    # 0: off): a latent patch discriminator, trained beside the transformer at
+    # ``discriminator_lr``, asks the one-step estimate for texture where MSE alone returns the
+    # blurred mean. The term is scaled by the ratio of the two losses' gradient norms at the
+    # prediction, so 0.1 means a tenth of the reconstruction's pull.
+    adversarial_weight: float = 0.0
+    discriminator_lr: float = 2e-4
+    discriminator_width: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -117,6 +125,14 @@ class TrainConfig:
             raise ValueError(f"cache_depth_noise must be in [0, 1); got {self.cache_depth_noise}")
         if self.hole_weight < 1:
             raise ValueError(f"hole_weight must be at least 1; got {self.hole_weight}")
+        if not self.adversarial_weight >= 0:
+            raise ValueError(f"adversarial_weight must be >= 0; got {self.adversarial_weight}")
+        if self.adversarial_weight > 0 and self.stage in VAE_STAGES:
+            raise ValueError(
+                "adversarial_weight applies to the transformer stages (stage1, stage2)"
+            )
+        if self.discriminator_width < 1:
+            raise ValueError(f"discriminator_width must be >= 1; got {self.discriminator_width}")
         if not 0 <= self.rollout_share <= 1:
             raise ValueError(f"rollout_share must be in [0, 1]; got {self.rollout_share}")
         if not 0 <= self.sampler_timestep_share <= 1:

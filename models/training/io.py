@@ -18,14 +18,29 @@ def save_checkpoint(
     ema: dict[str, torch.Tensor],
     optimizer_state: dict[str, Any],
     state: dict[str, Any],
+    extras: dict[str, Any] | None = None,
 ) -> None:
     """The trained module's state dict and its EMA weights (safetensors, CPU tensors), the
-    optimiser state (``optimizer.state_dict()``'s format) and a JSON state."""
+    optimiser state (``optimizer.state_dict()``'s format) and a JSON state; ``extras``
+    (state dicts of helpers such as a discriminator) as a weights-only torch file."""
     with atomic_folder(folder) as tmp:
         save_file(weights, tmp / "model.safetensors")
         save_file(ema, tmp / "ema.safetensors")
         torch.save(optimizer_state, tmp / "optimizer.pt")
+        if extras:
+            torch.save(extras, tmp / "extras.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def load_checkpoint_extras(folder: Path) -> dict[str, Any]:
+    """The ``extras`` a checkpoint was saved with (``{}`` when it has none)."""
+    path = Path(folder) / "extras.pt"
+    if not path.is_file():
+        return {}
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"checkpoint {folder} is damaged: {err}") from err
 
 
 def load_checkpoint(folder: Path) -> tuple[dict, dict, dict, dict[str, Any]]:

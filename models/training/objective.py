@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -144,26 +145,71 @@ def diffusion_loss(
     as the sampler's.
     """
     x0 = encoded["latents"]
-    batch = x0.shape[0]
-    scheduler = pipe.scheduler
     t = timesteps
     if t is None:
-        t = draw_timesteps(batch, scheduler.config.num_train_timesteps, generator)
+        t = draw_timesteps(x0.shape[0], pipe.scheduler.config.num_train_timesteps, generator)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator)
+    return diffusion_terms(pipe, transformer, encoded, t, noise, hole_weight).loss
+
+
+class DiffusionTerms(NamedTuple):
+    """What one diffusion step of training computes: the loss, the predicted velocity and the
+    clean-chunk estimate it implies (both attached to the graph, the latents' shape)."""
+
+    loss: torch.Tensor
+    velocity: torch.Tensor
+    estimate: torch.Tensor
+
+
+def diffusion_terms(
+    pipe: ShareVersePipeline,
+    transformer: torch.nn.Module,
+    encoded: dict[str, torch.Tensor | None],
+    timesteps: torch.Tensor,
+    noise: torch.Tensor,
+    hole_weight: float = 1.0,
+) -> DiffusionTerms:
+    """:func:`diffusion_loss` at given draws, with the velocity and the clean-chunk estimate
+    (:func:`clean_estimate`): what the one-step sampler returns at t = 999, for a loss on the
+    estimate itself."""
+    x0 = encoded["latents"]
+    scheduler = pipe.scheduler
     noise = noise.to(x0.device, x0.dtype)
-    t = t.to(x0.device)
+    t = timesteps.to(x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
     target = scheduler.get_velocity(x0, noise, t)
     pred = predict_velocity(transformer, encoded, noisy, t)
+    estimate = clean_estimate(scheduler, noisy, pred, t)
     if hole_weight == 1.0:
-        return F.mse_loss(pred.float(), target.float())
+        return DiffusionTerms(F.mse_loss(pred.float(), target.float()), pred, estimate)
     cache = encoded.get("cache_states")
     if cache is None:
         raise ValueError("a hole weight needs a model with a scene-cache input")
     weights = hole_weights(cache.float(), x0.shape[3], hole_weight)
     error = (pred.float() - target.float()).square()
-    return (error * weights).sum() / (weights.sum() * x0.shape[3])
+    loss = (error * weights).sum() / (weights.sum() * x0.shape[3])
+    return DiffusionTerms(loss, pred, estimate)
+
+
+def clean_estimate(
+    scheduler, noisy: torch.Tensor, velocity: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """The clean latents a v-prediction implies: ``x0 = √ᾱ_t · x_t − √(1 − ᾱ_t) · v``, per
+    example of ``timesteps`` ``(B,)`` (leading dimension of ``noisy``).
+
+    Example:
+        >>> from diffusers import CogVideoXDDIMScheduler
+        >>> s = CogVideoXDDIMScheduler(rescale_betas_zero_snr=True, prediction_type="v_prediction")
+        >>> x0, eps, t = torch.randn(2, 3), torch.randn(2, 3), torch.tensor([10, 999])
+        >>> noisy, v = s.add_noise(x0, eps, t), s.get_velocity(x0, eps, t)
+        >>> torch.allclose(clean_estimate(s, noisy, v, t), x0, atol=1e-4)
+        True
+    """
+    alphas = scheduler.alphas_cumprod.to(noisy.device, torch.float32)[timesteps.long()]
+    shape = (-1,) + (1,) * (noisy.dim() - 1)
+    a, b = alphas.sqrt().reshape(shape), (1.0 - alphas).sqrt().reshape(shape)
+    return (a * noisy.float() - b * velocity.float()).to(velocity.dtype)
 
 
 def hole_weights(cache_states: torch.Tensor, latent_channels: int, weight: float) -> torch.Tensor:

@@ -29,6 +29,7 @@ from shareverse_env.models.cache_input import cache_states
 from shareverse_env.models.loading import load_pipeline, save_pipeline
 from shareverse_env.models.pipeline import ShareVersePipeline
 from shareverse_env.models.training import fsdp
+from shareverse_env.models.training.adversarial import AdversarialTerm
 from shareverse_env.models.training.batches import (
     ChunkExample,
     SequenceSource,
@@ -39,10 +40,15 @@ from shareverse_env.models.training.batches import (
 from shareverse_env.models.training.cache_data import CacheNoise, chunk_cache_guide
 from shareverse_env.models.training.cache_inputs import CacheInputStore
 from shareverse_env.models.training.config import VAE_STAGES, TrainConfig
-from shareverse_env.models.training.io import load_checkpoint, save_checkpoint
+from shareverse_env.models.training.io import (
+    load_checkpoint,
+    load_checkpoint_extras,
+    save_checkpoint,
+)
 from shareverse_env.models.training.latent_cache import LatentCache
 from shareverse_env.models.training.objective import (
     diffusion_loss,
+    diffusion_terms,
     draw_timesteps,
     encode_chunks,
     sampler_timesteps,
@@ -224,6 +230,18 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self._param_groups(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99)
         )
+        self.adversarial: AdversarialTerm | None = None
+        if config.adversarial_weight > 0:
+            if self.world > 1:
+                raise ValueError("adversarial_weight > 0 trains on one process (no torchrun)")
+            self.adversarial = AdversarialTerm(
+                self.pipe.vae.config.latent_channels,
+                config.adversarial_weight,
+                config.discriminator_lr,
+                config.discriminator_width,
+                self.device,
+                seed=config.seed,
+            )
         self.sampler_timesteps = None if self.trains_vae else sampler_timesteps(self.pipe)
         self.ema = EMAModel(self.params, decay=config.ema_decay)
         self.model = self.module
@@ -289,6 +307,10 @@ class Trainer:
             shadow.copy_(fsdp.local_like(ema_state[name], shadow))
         self.ema.optimization_step = int(state["ema_step"])
         self.step = int(state["step"])
+        extras = load_checkpoint_extras(self.checkpoint_dir)
+        if self.adversarial is not None and "adversarial" in extras:
+            # A checkpoint of a plain run resumed with the term on starts a fresh discriminator.
+            self.adversarial.load_state_dict(extras["adversarial"])
 
     def save(self) -> None:
         """Checkpoint (raw + EMA + optimiser) and the EMA pipeline, both atomically; rank 0 writes.
@@ -319,7 +341,8 @@ class Trainer:
             "config": self.config.to_dict(),
             "fingerprint": json.loads(json.dumps(self._fingerprint(), default=str)),
         }
-        save_checkpoint(self.checkpoint_dir, model_state, ema_state, optimizer_state, state)
+        extras = {"adversarial": self.adversarial.state_dict()} if self.adversarial else None
+        save_checkpoint(self.checkpoint_dir, model_state, ema_state, optimizer_state, state, extras)
         if self.sharded:
             # An unsharded copy of the trained module with the EMA weights, for RUN/pipeline.
             pipe = copy.copy(self.pipe)
@@ -430,11 +453,26 @@ class Trainer:
             self.sampler_timesteps,
             cfg.sampler_timestep_share,
         )
+        if self.adversarial is None:
+            with self._autocast():
+                loss = diffusion_loss(
+                    self.pipe,
+                    self.model,
+                    encoded,
+                    generator,
+                    timesteps,
+                    hole_weight=cfg.hole_weight,
+                )
+            return loss, {}
+        # The same draws as diffusion_loss makes (timesteps given, then the noise).
+        noise = torch.randn(encoded["latents"].shape, generator=generator)
         with self._autocast():
-            loss = diffusion_loss(
-                self.pipe, self.model, encoded, generator, timesteps, hole_weight=cfg.hole_weight
+            terms = diffusion_terms(
+                self.pipe, self.model, encoded, timesteps, noise, cfg.hole_weight
             )
-        return loss, {}
+            return self.adversarial.generator_loss(
+                terms.loss, terms.velocity, terms.estimate, encoded["latents"], timesteps
+            )
 
     def train_step(self) -> dict[str, float]:
         start = time.perf_counter()
@@ -457,6 +495,8 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.step(self.params)
+        if self.adversarial is not None:
+            extra = {**extra, **self.adversarial.discriminator_step()}
         self.step += 1
         return {
             "step": self.step,

@@ -157,6 +157,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "coverage, or another car's box) against 1 elsewhere",
     )
     parser.add_argument(
+        "--adversarial-weight",
+        type=float,
+        default=0.0,
+        help="weight of a latent patch discriminator's term on the one-step estimate "
+        "(models/training/adversarial.py), relative to the diffusion loss's pull; 0: off",
+    )
+    parser.add_argument(
+        "--discriminator-lr",
+        type=float,
+        default=2e-4,
+        help="with --adversarial-weight: the discriminator's learning rate",
+    )
+    parser.add_argument(
         "--lr-decay",
         type=int,
         nargs=2,
@@ -386,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         sampler_timestep_share=args.sampler_timestep_share,
         cache_lr_scale=args.cache_lr_scale,
         hole_weight=args.hole_weight,
+        adversarial_weight=args.adversarial_weight,
+        discriminator_lr=args.discriminator_lr,
         lr_decay_start=args.lr_decay[0],
         lr_decay_steps=args.lr_decay[1],
         lr_final=args.lr_final,
