@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shareverse_env.models.lpips_net import NETS
+
 from shareverse_env.core.geometry import VAE_TEMPORAL_FACTOR
 
 STAGES = ("vae", "decoder", "stage1", "stage2")
@@ -63,6 +65,12 @@ class TrainConfig:
     # lets the decoder answer uncertainty with blur; this term asks edges to be as strong as
     # in the truth.
     vae_gradient_weight: float = 0.0
+    # Weight of a perceptual term (LPIPS with the backbone vae_perceptual_net, per camera view,
+    # on vae_perceptual_frames frames of each clip; 0 frames: all) next to L1 in the VAE stages.
+    # VGG by default, so that the evaluation's AlexNet LPIPS is not the quantity trained on.
+    vae_perceptual_weight: float = 0.0
+    vae_perceptual_net: str = "vgg"
+    vae_perceptual_frames: int = 2
     # A model with a scene-cache input (cache_in_channels > 0): the share of examples whose
     # whole cache input is dropped, and the largest depth-noise level of the cache's buffers
     # (models/training/cache_data.py).
@@ -119,6 +127,18 @@ class TrainConfig:
             raise ValueError(f"vae_clip_frames must be 1 + 4k; got {self.vae_clip_frames}")
         if not self.vae_gradient_weight >= 0:
             raise ValueError(f"vae_gradient_weight must be >= 0; got {self.vae_gradient_weight}")
+        if not self.vae_perceptual_weight >= 0:
+            raise ValueError(
+                f"vae_perceptual_weight must be >= 0; got {self.vae_perceptual_weight}"
+            )
+        if self.vae_perceptual_net not in NETS:
+            raise ValueError(
+                f"vae_perceptual_net must be one of {sorted(NETS)}; got {self.vae_perceptual_net!r}"
+            )
+        if self.vae_perceptual_frames < 0:
+            raise ValueError(
+                f"vae_perceptual_frames must be >= 0; got {self.vae_perceptual_frames}"
+            )
         if not 0 <= self.cache_drop <= 1:
             raise ValueError(f"cache_drop must be in [0, 1]; got {self.cache_drop}")
         if not 0 <= self.cache_depth_noise < 1:

