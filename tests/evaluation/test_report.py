@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from shareverse_env.models import lpips_net
 
 from shareverse_env.evaluation import lpips
 from shareverse_env.evaluation import report as report_module
@@ -184,7 +185,7 @@ def test_script_writes_every_output(tiny_dataset, tmp_path, capsys, monkeypatch)
         assert all(0 <= r.lpips < 1 for r in saved.rows)
         assert "| LPIPS |" in (out / "summary.md").read_text()
     with monkeypatch.context() as patch:
-        patch.setattr(lpips, "WEIGHTS_PACKAGE", "no_such_lpips_weights_package")
+        patch.setattr(lpips_net, "WEIGHTS_PACKAGE", "no_such_lpips_weights_package")
         with pytest.raises(SystemExit, match=r"shareverse_env\[lpips\].*--no-lpips"):
             script.main([*args, *variants])
         assert script.main([*args, *variants, "--no-lpips"]) == 0
