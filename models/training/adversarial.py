@@ -8,6 +8,11 @@ the estimate to look like *a* plausible frame instead (as adversarial diffusion 
 does for one-step samplers). It works on the VAE's latents, so it costs a few small
 convolutions per step and never runs the decoder.
 
+The VAE stages have the same problem one level down: a decoder trained by L1 (and LPIPS)
+answers what the latents leave open with a smooth average, and every pixel the scene cache does
+not cover is its output. :class:`ImagePatchDiscriminator` judges decoded camera views patch by
+patch for those stages (as VQGAN and the Stable Diffusion VAE train their decoders).
+
 Example:
     >>> import torch
     >>> disc = LatentPatchDiscriminator(latent_channels=8, width=16)
@@ -66,6 +71,40 @@ class LatentPatchDiscriminator(nn.Module):
                 "channels in dimension -3 (..., C, h, w)"
             )
         return self.layers(latents.reshape(-1, *latents.shape[-3:]).float())
+
+
+class ImagePatchDiscriminator(nn.Module):
+    """A PatchGAN on RGB camera views: ``(N, 3, H, W)`` in ``[-1, 1]`` → logits ``(N, 1, H/8, W/8)``.
+
+    Three stride-2 convolutions: each logit sees 38 × 38 pixels, a window or a kerb's
+    worth at the 64 × 96 views of the small model, so it asks for texture and edges, not for a
+    plausible street layout. Spectrally normalised, like :class:`LatentPatchDiscriminator`.
+
+    Example:
+        >>> disc = ImagePatchDiscriminator(width=8)
+        >>> disc(torch.zeros(2, 3, 64, 96)).shape
+        torch.Size([2, 1, 8, 12])
+    """
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        norm = nn.utils.parametrizations.spectral_norm
+        self.layers = nn.Sequential(
+            norm(nn.Conv2d(3, width, 4, stride=2, padding=1)),
+            nn.LeakyReLU(0.2),
+            norm(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)),
+            nn.LeakyReLU(0.2),
+            norm(nn.Conv2d(2 * width, 4 * width, 4, stride=2, padding=1)),
+            nn.LeakyReLU(0.2),
+            norm(nn.Conv2d(4 * width, 1, 3, padding=1)),
+        )
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        if views.ndim != 4 or views.shape[1] != 3:
+            raise ValueError(
+                f"views of shape {tuple(views.shape)}: expected (N, 3, H, W) RGB camera views"
+            )
+        return self.layers(views.float())
 
 
 def discriminator_hinge_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -136,22 +175,32 @@ class AdversarialTerm:
 
     def __init__(
         self,
-        latent_channels: int,
+        latent_channels: int | None,
         weight: float,
         lr: float,
         width: int = 64,
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
+        """``latent_channels=None`` judges RGB views (:class:`ImagePatchDiscriminator`, for the
+        VAE stages); a channel count judges latent frames."""
         self.weight = weight
         with torch.random.fork_rng(devices=[]):  # its start depends on the seed alone
             torch.manual_seed(seed)
-            self.discriminator = LatentPatchDiscriminator(latent_channels, width).to(device)
+            disc = (
+                ImagePatchDiscriminator(width)
+                if latent_channels is None
+                else LatentPatchDiscriminator(latent_channels, width)
+            )
+            self.discriminator = disc.to(device)
         # beta1 0.5: the usual GAN setting; momentum lags behind a moving target.
         self.optimizer = torch.optim.AdamW(
             self.discriminator.parameters(), lr=lr, betas=(0.5, 0.99), weight_decay=0.0
         )
         self._pair: tuple[torch.Tensor, torch.Tensor] | None = None
+        # False: the discriminator still trains on each step's pair, but the loss is returned
+        # unchanged (a warm-up, so that its first, random gradients never reach the model).
+        self.active = True
 
     def generator_loss(
         self,
@@ -159,16 +208,25 @@ class AdversarialTerm:
         velocity: torch.Tensor,
         estimate: torch.Tensor,
         real: torch.Tensor,
-        timesteps: torch.Tensor,
+        timesteps: torch.Tensor | None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """``loss`` plus the adversarial term on the examples noised at or above
-        :data:`ADVERSARIAL_MIN_TIMESTEP` (``loss`` alone when there are none)."""
+        :data:`ADVERSARIAL_MIN_TIMESTEP` (``loss`` alone when there are none).
+
+        ``velocity`` is the network output both terms depend on (the balance is taken there);
+        ``timesteps=None`` (a decoder's views) keeps every example."""
         self._pair = None
-        keep = timesteps.to(estimate.device) >= ADVERSARIAL_MIN_TIMESTEP
+        if timesteps is None:
+            keep = torch.ones(estimate.shape[0], dtype=torch.bool, device=estimate.device)
+        else:
+            keep = timesteps.to(estimate.device) >= ADVERSARIAL_MIN_TIMESTEP
         logs = {"mse": float(loss.detach())}
         if not bool(keep.any()):
             return loss, {**logs, "adv": float("nan"), "adv_weight": 0.0}
         fake = estimate[keep]
+        if not self.active:
+            self._pair = (real[keep].detach(), fake.detach())
+            return loss, {**logs, "adv": float("nan"), "adv_weight": 0.0}
         self.discriminator.requires_grad_(False)  # the transformer's step moves only itself
         try:
             adversarial = generator_adversarial_loss(self.discriminator(fake))

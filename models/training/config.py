@@ -101,10 +101,16 @@ class TrainConfig:
     # 0: off): a latent patch discriminator, trained beside the transformer at
     # ``discriminator_lr``, asks the one-step estimate for texture where MSE alone returns the
     # blurred mean. The term is scaled by the ratio of the two losses' gradient norms at the
-    # prediction, so 0.1 means a tenth of the reconstruction's pull.
+    # prediction, so 0.1 means a tenth of the reconstruction's pull. In the VAE stages the
+    # discriminator judges decoded camera views instead (an RGB PatchGAN, on
+    # vae_perceptual_frames frames of each clip), balanced at the decoder's output.
     adversarial_weight: float = 0.0
     discriminator_lr: float = 2e-4
     discriminator_width: int = 64
+    # Steps at the start of a stage in which the discriminator trains alone (the term's
+    # generator side is off): a fresh discriminator's gradients are noise, and the balance
+    # would let them pull as hard as the reconstruction.
+    adversarial_start: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -147,10 +153,8 @@ class TrainConfig:
             raise ValueError(f"hole_weight must be at least 1; got {self.hole_weight}")
         if not self.adversarial_weight >= 0:
             raise ValueError(f"adversarial_weight must be >= 0; got {self.adversarial_weight}")
-        if self.adversarial_weight > 0 and self.stage in VAE_STAGES:
-            raise ValueError(
-                "adversarial_weight applies to the transformer stages (stage1, stage2)"
-            )
+        if self.adversarial_start < 0:
+            raise ValueError(f"adversarial_start must be >= 0; got {self.adversarial_start}")
         if self.discriminator_width < 1:
             raise ValueError(f"discriminator_width must be >= 1; got {self.discriminator_width}")
         if not 0 <= self.rollout_share <= 1:

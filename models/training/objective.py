@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from shareverse_env.models.conditioning import ChunkConditioning, pad_image_latents
 from shareverse_env.models.pipeline import ShareVersePipeline
+from shareverse_env.models.training.adversarial import AdversarialTerm
 from shareverse_env.models.training.batches import ChunkExample, to_video_tensor
 from shareverse_env.models.training.cache_data import drop_cache
 from shareverse_env.models.training.config import TrainConfig
@@ -263,13 +264,17 @@ def vae_loss(
     generator: torch.Generator,
     train_encoder: bool = True,
     perceptual: torch.nn.Module | None = None,
+    adversarial: AdversarialTerm | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """L1 reconstruction of ``1 + 4k``-frame clips through the chunk decoder, plus a small KL.
 
     With ``config.vae_gradient_weight > 0`` the loss also holds that weight times
     :func:`gradient_difference` of reconstruction and truth (reported as ``grad``). With
     ``config.vae_perceptual_weight > 0`` it holds that weight times :func:`perceptual_distance`
-    under ``perceptual`` (an LPIPS network; reported as ``lpips``).
+    under ``perceptual`` (an LPIPS network; reported as ``lpips``). With ``adversarial`` (an
+    :class:`AdversarialTerm` on RGB views) it adds that term on the camera views of
+    ``config.vae_perceptual_frames`` frames per clip, balanced at the decoder's output
+    (reported as ``adv`` and ``adv_weight``); call its ``discriminator_step`` after the update.
     ``train_encoder=False`` (the ``decoder`` stage): the posterior is computed without gradients
     and the KL, a constant then, is left out of the loss (still reported).
     """
@@ -296,7 +301,42 @@ def vae_loss(
         )
         loss = loss + config.vae_perceptual_weight * dist
         logs["lpips"] = dist.item()
+    if adversarial is not None:
+        pick = frame_pick(recon.shape[2], config.vae_perceptual_frames, generator, recon.device)
+        loss, adv_logs = adversarial.generator_loss(
+            loss,
+            recon,
+            camera_views(recon.index_select(2, pick)),
+            camera_views(video.index_select(2, pick)).to(recon.dtype),
+            None,
+        )
+        adv_logs.pop("mse")  # that is the reconstruction loss here, already logged by parts
+        logs.update(adv_logs)
     return loss, logs
+
+
+def frame_pick(
+    count: int, frames: int, generator: torch.Generator, device: torch.device | str
+) -> torch.Tensor:
+    """Indices of ``frames`` of ``count`` frames drawn from ``generator`` (all when ``frames``
+    is 0 or at least ``count``).
+
+    >>> frame_pick(5, 0, torch.Generator(), "cpu").tolist()
+    [0, 1, 2, 3, 4]
+    """
+    if 0 < frames < count:
+        return torch.randperm(count, generator=generator)[:frames].to(device)
+    return torch.arange(count, device=device)
+
+
+def camera_views(x: torch.Tensor) -> torch.Tensor:
+    """Tiled videos ``(B, 3, F, 2H, 2W)`` → the camera views ``(B·F·4, 3, H, W)``.
+
+    >>> camera_views(torch.zeros(1, 3, 2, 8, 12)).shape
+    torch.Size([8, 3, 4, 6])
+    """
+    tiles = untile_views(x.permute(0, 2, 3, 4, 1))  # channel-last tiles → views
+    return tiles.reshape(-1, *tiles.shape[-3:]).permute(0, 3, 1, 2)
 
 
 def perceptual_distance(
@@ -321,15 +361,9 @@ def perceptual_distance(
     """
     count = recon.shape[2]
     if 0 < frames < count:
-        pick = torch.randperm(count, generator=generator)[:frames].to(recon.device)
+        pick = frame_pick(count, frames, generator, recon.device)
         recon, video = recon.index_select(2, pick), video.index_select(2, pick)
-
-    def views(x: torch.Tensor) -> torch.Tensor:
-        # (B, 3, F, 2H, 2W) → channel-last tiles → (B·F·4, 3, H, W) views
-        tiles = untile_views(x.permute(0, 2, 3, 4, 1))
-        return tiles.reshape(-1, *tiles.shape[-3:]).permute(0, 3, 1, 2)
-
-    return net(views(recon), views(video).to(recon.dtype)).mean()
+    return net(camera_views(recon), camera_views(video).to(recon.dtype)).mean()
 
 
 def gradient_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -236,7 +236,7 @@ class Trainer:
             if self.world > 1:
                 raise ValueError("adversarial_weight > 0 trains on one process (no torchrun)")
             self.adversarial = AdversarialTerm(
-                self.pipe.vae.config.latent_channels,
+                None if self.trains_vae else self.pipe.vae.config.latent_channels,
                 config.adversarial_weight,
                 config.discriminator_lr,
                 config.discriminator_width,
@@ -450,7 +450,13 @@ class Trainer:
         if self.trains_vae:
             with self._autocast():
                 return vae_loss(
-                    self.pipe, batch, cfg, generator, self.stage == "vae", self.perceptual
+                    self.pipe,
+                    batch,
+                    cfg,
+                    generator,
+                    self.stage == "vae",
+                    self.perceptual,
+                    self.adversarial,
                 )
         encoded = encode_chunks(self.pipe, batch, cfg, generator)
         timesteps = draw_timesteps(
@@ -486,6 +492,8 @@ class Trainer:
         lr = self.config.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
+        if self.adversarial is not None:
+            self.adversarial.active = self.step >= self.config.adversarial_start
         loss, extra = self.loss_at(self.step)
         self._prefetch(self.step + 1)
         if not torch.isfinite(loss):

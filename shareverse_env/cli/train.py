@@ -179,8 +179,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--adversarial-weight",
         type=float,
         default=0.0,
-        help="weight of a latent patch discriminator's term on the one-step estimate "
-        "(models/training/adversarial.py), relative to the diffusion loss's pull; 0: off",
+        help="weight of a patch discriminator's term (models/training/adversarial.py), relative "
+        "to the reconstruction's pull: on the one-step estimate's latents in stage1/stage2, on "
+        "decoded camera views in vae/decoder; 0: off",
+    )
+    parser.add_argument(
+        "--adversarial-start",
+        type=int,
+        default=0,
+        help="with --adversarial-weight: steps in which the discriminator trains alone before "
+        "its term reaches the model",
     )
     parser.add_argument(
         "--discriminator-lr",
@@ -422,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
         cache_lr_scale=args.cache_lr_scale,
         hole_weight=args.hole_weight,
         adversarial_weight=args.adversarial_weight,
+        adversarial_start=args.adversarial_start,
         discriminator_lr=args.discriminator_lr,
         lr_decay_start=args.lr_decay[0],
         lr_decay_steps=args.lr_decay[1],
