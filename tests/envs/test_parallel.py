@@ -43,7 +43,9 @@ def test_render():
         # render_test opens the env with render_mode="human" only to read its metadata; this
         # env has no window, so "human" is refused by design and mapped to None here.
         return shareverse_env.env(
-            render_mode=None if render_mode == "human" else render_mode, max_cycles=3
+            render_mode=None if render_mode == "human" else render_mode,
+            max_cycles=3,
+            backend="world",
         )
 
     render_test(env_fn)
@@ -59,7 +61,7 @@ def test_max_cycles():
 
         @staticmethod
         def env(**kw):
-            return shareverse_env.env(terminate_on_collision=False, **kw)
+            return shareverse_env.env(backend="world", terminate_on_collision=False, **kw)
 
     max_cycles_test(Module)
 

@@ -286,7 +286,7 @@ def test_fsdp_on_two_cpu_processes_matches_ddp_and_resumes(tmp_path: Path) -> No
 def test_fsdp_smoke_other_stages(tmp_path: Path, stage: str) -> None:
     # Memory frames through the sharded blocks' memory_forward, the VAE's sharded encoder and
     # decoder (and its calibration + save on every rank), the decoder stage's frozen encoder
-    # unit, gradient checkpointing, bf16.
+    # unit, gradient checkpointing; bf16 in the stage2 and decoder smokes.
     run_two_processes("_fsdp_worker.py", 29519, str(tmp_path), stage)
     folder = "replicas" if stage == "vae-ddp" else "smoke"  # vae-ddp: DDP replicas stay equal
     assert (tmp_path / folder / "checkpoints" / stage.split("-")[0] / "state.json").is_file()
