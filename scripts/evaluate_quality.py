@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -34,7 +35,12 @@ import torch
 
 from shareverse_env.evaluation.action_probes import PROBES
 from shareverse_env.evaluation.lpips import LPIPSUnavailableError
-from shareverse_env.evaluation.quality import DEFAULT_VARIANTS, QualityResult, evaluate_quality
+from shareverse_env.evaluation.quality import (
+    DEFAULT_VARIANTS,
+    QualityResult,
+    check_backend_options,
+    evaluate_quality,
+)
 from shareverse_env.evaluation.report import (
     action_table,
     plot_action_sensitivity,
@@ -63,6 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--steps", type=int, default=None, help="sampler steps (default: the model's own)"
+    )
+    parser.add_argument(
+        "--backend-options",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="further backend_options of every model variant, e.g. '{\"colour_anchor\": 1.0}'",
     )
     parser.add_argument("--sequences", type=int, default=None, help="first N sequences (all)")
     parser.add_argument("--chunks", type=int, default=None, help="chunks per sequence (all)")
@@ -110,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             result.load_samples(out / "samples.npz")
         command = result.config.get("command")
     else:
+        try:  # a typo in the options fails here, before any model loads
+            check_backend_options(args.backend_options)
+        except (TypeError, ValueError) as err:
+            raise SystemExit(f"error: --backend-options: {err}") from err
         start = time.perf_counter()
         try:
             result = evaluate_quality(
@@ -126,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 probes=args.probes,
                 cache_model=args.cache_model,
                 lpips=not args.no_lpips,
+                backend_options=args.backend_options,
             )
         except LPIPSUnavailableError as err:  # raised before any chunk is generated
             raise SystemExit(f"error: {err}; or pass --no-lpips to skip LPIPS") from err

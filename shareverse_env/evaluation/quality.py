@@ -40,7 +40,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -532,6 +532,46 @@ class _ModelEpisode(Episode):
             return self._generate(plan, truth)
 
 
+VARIANT_OPTIONS = ("scene_cache", "depth_model", "memory_source", "seed", "num_inference_steps")
+"""Generative-backend options that the quality runner sets itself, per variant and sequence."""
+
+
+def check_backend_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` as a dict, checked as the env checks ``backend_options``.
+
+    Raises:
+        ValueError: a key the runner sets itself (:data:`VARIANT_OPTIONS`: the variants differ
+            by them, and ``--steps``/``--seed`` set the sampler), an unknown key or a value out
+            of range.
+        TypeError: ``options`` not a mapping, or a value of the wrong type (a
+            ``BackendOptionTypeError``, naming the option).
+
+    Example:
+        >>> check_backend_options({"colour_anchor": 1.0})
+        {'colour_anchor': 1.0}
+        >>> try:
+        ...     check_backend_options({"scene_cache": False})
+        ... except ValueError as err:
+        ...     print(err)
+        backend_options['scene_cache'] is set by the quality runner per variant; leave it out
+    """
+    from shareverse_env.backends.generative.config import GenerativeConfig
+
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(
+            f"backend_options must be a mapping of option names to values (a JSON object); "
+            f"got {type(options).__name__} {options!r}"
+        )
+    options = dict(options or {})
+    for key in options:
+        if key in VARIANT_OPTIONS:
+            raise ValueError(
+                f"backend_options[{key!r}] is set by the quality runner per variant; leave it out"
+            )
+    GenerativeConfig.from_options(options)
+    return options
+
+
 def start_episode(
     variant: Variant,
     data: SequenceData,
@@ -539,13 +579,15 @@ def start_episode(
     noise_seed: int = 0,
     num_inference_steps: int | None = None,
     rig: CameraRig | None = None,
+    backend_options: Mapping[str, Any] | None = None,
 ) -> Episode:
     """The :class:`Episode` of ``variant`` over ``data``, started from its true first frames.
 
     Model variants run on ``pipeline`` (``num_inference_steps`` sampler steps, default the
-    pipeline's) with noise seed ``noise_seed``; the floors are made from the first frame; the
-    autoencoders use ``pipeline``'s VAE; ``cache_only`` splats with the dataset's ``rig``
-    (default :class:`~shareverse_env.core.geometry.CameraRig`); see :mod:`.variants`.
+    pipeline's) with noise seed ``noise_seed`` and the generative backend's further
+    ``backend_options`` (:func:`check_backend_options`); the floors are made from the first
+    frame; the autoencoders use ``pipeline``'s VAE; ``cache_only`` splats with the dataset's
+    ``rig`` (default :class:`~shareverse_env.core.geometry.CameraRig`); see :mod:`.variants`.
     """
     first = data.frames[:, 0]
     kind = variant.baseline
@@ -579,6 +621,7 @@ def start_episode(
         num_inference_steps=num_inference_steps,
         scene_cache=variant.scene_cache,
         depth_model=None if variant.depth_model else False,
+        **check_backend_options(backend_options),
     )
     weather = data.meta.get("weather", "clear_noon")
     depth = None if data.depth is None else data.depth[:, 0]
@@ -641,6 +684,7 @@ def evaluate_quality(
     renderer_for: Callable[[SequenceData], Renderer] | None = None,
     cache_model: str | os.PathLike | ShareVersePipeline | None = None,
     lpips: bool | None = None,
+    backend_options: Mapping[str, Any] | None = None,
 ) -> QualityResult:
     """Score every variant on the first ``sequences`` sequences of ``split``.
 
@@ -668,6 +712,9 @@ def evaluate_quality(
         lpips: score LPIPS (:func:`use_lpips`): ``True`` requires its weights, ``False`` skips
             it (``nan``), ``None`` scores it where the weights are installed and the views
             large enough. ``config["lpips"]`` records whether it was scored.
+        backend_options: further generative-backend options of every model variant, such as
+            ``{"colour_anchor": 1.0}`` (:func:`check_backend_options`; recorded in
+            ``config["backend_options"]``).
 
     Raises:
         ValueError: unknown variants or probes, an empty split, sequences too short for one
@@ -683,6 +730,7 @@ def evaluate_quality(
         raise ValueError(f"unknown action probes {unknown}; choose from {list(PROBES)}")
     if num_inference_steps is not None and num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1; got {num_inference_steps}")
+    backend_options = check_backend_options(backend_options)  # before any model loads
     dataset = SequenceDataset(data_root, split)
     if len(dataset) == 0:
         raise ValueError(f"{data_root}: split {split!r} has no complete sequences")
@@ -724,6 +772,7 @@ def evaluate_quality(
             "probes": probes,
             "blur_sigmas": list(BLUR_SIGMAS),
             "lpips": score_lpips,
+            "backend_options": backend_options,
         },
     )
     if renderer_for is None:
@@ -771,7 +820,13 @@ def evaluate_quality(
             keep = sample_sequence == i and name == sample_variant
             generated = []
             episode = start_episode(
-                VARIANTS[name], data, pipelines.get(name), seed + i, num_inference_steps, rig
+                VARIANTS[name],
+                data,
+                pipelines.get(name),
+                seed + i,
+                num_inference_steps,
+                rig,
+                backend_options,
             )
             for k in range(chunks):
                 bar.set_postfix(sequence=dataset.ids[i], variant=name, chunk=k)

@@ -174,6 +174,68 @@ def test_zeroed_projections_make_the_agents_independent(pipe) -> None:
     assert not torch.allclose(coupled[:, :1], coupled_alone, atol=1e-5)
 
 
+def test_backend_options_reach_every_model_backend(tiny_dataset, pipe, monkeypatch) -> None:
+    """``backend_options`` are given to every model variant's backend and recorded; the keys
+    the runner sets per variant, and unknown keys, are refused before anything runs."""
+    anchors = []
+    real_init = ShareVerseBackend.__init__
+
+    def spy_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        anchors.append(self.colour_anchor)
+
+    monkeypatch.setattr(ShareVerseBackend, "__init__", spy_init)
+    names = ["trained", "trained_cache"]
+    result = evaluate_quality(
+        tiny_dataset[0],
+        "val",
+        model=pipe,
+        variants=names,
+        progress=False,
+        probes=(),
+        num_chunks=1,
+        backend_options={"colour_anchor": 0.5},
+    )
+    assert anchors == [0.5] * len(names) * len(result.config["sequences"])
+    assert result.config["backend_options"] == {"colour_anchor": 0.5}
+    anchors.clear()
+    for bad, error in (
+        ({"scene_cache": False}, "set by the quality runner per variant"),
+        ({"colour_anchr": 1.0}, "colour_anchor"),
+    ):
+        with pytest.raises(ValueError, match=error):
+            evaluate_quality(
+                tiny_dataset[0],
+                "val",
+                model=pipe,
+                variants=names,
+                progress=False,
+                probes=(),
+                backend_options=bad,
+            )
+    with pytest.raises(TypeError, match="colour_anchor"):
+        evaluate_quality(
+            tiny_dataset[0],
+            "val",
+            model=pipe,
+            variants=names,
+            progress=False,
+            probes=(),
+            backend_options={"colour_anchor": "strong"},
+        )
+    with pytest.raises(TypeError, match="must be a mapping"):
+        evaluate_quality(
+            tiny_dataset[0],
+            "val",
+            model=pipe,
+            variants=names,
+            progress=False,
+            probes=(),
+            backend_options=[("colour_anchor", 1.0)],
+        )
+    assert anchors == []  # refused before any backend was built
+
+
 def test_every_model_variant_gets_the_same_noise(tiny_dataset, pipe, monkeypatch) -> None:
     """The runner seeds every model variant alike (generation stubbed out: only the plumbing)."""
     seen: dict[str, list] = {}

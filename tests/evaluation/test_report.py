@@ -198,6 +198,10 @@ def test_script_writes_every_output(tiny_dataset, tmp_path, capsys, monkeypatch)
     (out / "summary.md").unlink()
     assert script.main([*args, "--report-only"]) == 0  # redraws from the saved results
     assert "| repeat |" in (out / "summary.md").read_text()
+    # A bad --backend-options is refused by name before anything runs.
+    for bad, said in (('{"scene_cache": false}', "per variant"), ("[1]", "must be a mapping")):
+        with pytest.raises(SystemExit, match=f"--backend-options: .*{said}"):
+            script.main([*args, *variants, "--backend-options", bad])
 
 
 def test_doctests() -> None:
