@@ -1,10 +1,11 @@
-"""Colour anchoring: the generated views keep the first frames' palette, the option is checked,
-and off it changes nothing."""
+"""Colour anchoring: on by default, the generated views keep the first frames' palette, the
+option is checked, and off it changes nothing."""
 
 import numpy as np
 import pytest
 
 import shareverse_env
+from shareverse_env.backends.generative import backend as backend_module
 from shareverse_env.backends.generative.colour import anchor_colour, view_channel_means
 from shareverse_env.backends.generative.config import BackendOptionTypeError, GenerativeConfig
 
@@ -25,19 +26,28 @@ def _run(options):
     return first, np.stack([infos[a]["frames"] for a in env.possible_agents])
 
 
-def test_full_strength_gives_every_view_the_first_frames_means():
-    first, frames = _run({"colour_anchor": 1.0})
-    _, free = _run({})
+def test_full_strength_is_the_default_and_gives_every_view_the_first_frames_means():
+    assert GenerativeConfig().sampler.colour_anchor == 1.0
+    first, frames = _run({})
+    _, free = _run({"colour_anchor": 0.0})
     want = view_channel_means(first)[:, None]
     got, drifted = view_channel_means(frames), view_channel_means(free)
     assert np.abs(got - want).max() < 1.5  # rounding and clipping to uint8 only
     assert np.abs(drifted - want).max() > 3  # the tiny random model's own palette differs
 
 
-def test_off_changes_nothing_and_half_strength_goes_half_way():
-    _, free = _run({})
+def test_off_changes_nothing_and_half_strength_goes_half_way(monkeypatch):
     _, zero = _run({"colour_anchor": 0.0})
-    np.testing.assert_array_equal(free, zero)
+
+    def refuse(*args):
+        raise AssertionError("colour_anchor 0 must not touch the frames")
+
+    monkeypatch.setattr(backend_module, "anchor_colour", refuse)
+    _, again = _run({"colour_anchor": 0.0})  # off: the anchoring is never called
+    np.testing.assert_array_equal(zero, again)
+    with pytest.raises(AssertionError, match="must not touch"):
+        _run({})  # the default calls it
+    monkeypatch.undo()
     ref = np.full((1, 4, 3), 100.0, np.float32)
     frames = np.full((1, 1, 8, 12, 3), 160, np.uint8)
     frames[..., :4, :6, 0] = 200  # one view's red differs: only that view moves differently

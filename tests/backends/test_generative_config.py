@@ -34,7 +34,7 @@ DEFAULTS_BEFORE = {
     "cache_buffers": 4,
     "depth_model": None,
     "allow_random_full_size": False,
-    "colour_anchor": 0.0,  # added with issue 27; off by default
+    "colour_anchor": 1.0,  # added with issue 27; on by default since 2026-12-08
 }
 
 
