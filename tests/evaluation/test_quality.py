@@ -199,11 +199,13 @@ def test_backend_options_reach_every_model_backend(tiny_dataset, pipe, monkeypat
     assert anchors == [0.5] * len(names) * len(result.config["sequences"])
     assert result.config["backend_options"] == {"colour_anchor": 0.5}
     anchors.clear()
-    for bad, error in (
-        ({"scene_cache": False}, "set by the quality runner per variant"),
-        ({"colour_anchr": 1.0}, "colour_anchor"),
+    for bad, kind, error in (
+        ({"scene_cache": False}, ValueError, "set by the quality runner per variant"),
+        ({"colour_anchr": 1.0}, ValueError, "colour_anchor"),
+        ({"colour_anchor": "strong"}, TypeError, "colour_anchor"),
+        ([("colour_anchor", 1.0)], TypeError, "must be a mapping"),
     ):
-        with pytest.raises(ValueError, match=error):
+        with pytest.raises(kind, match=error):
             evaluate_quality(
                 tiny_dataset[0],
                 "val",
@@ -213,26 +215,6 @@ def test_backend_options_reach_every_model_backend(tiny_dataset, pipe, monkeypat
                 probes=(),
                 backend_options=bad,
             )
-    with pytest.raises(TypeError, match="colour_anchor"):
-        evaluate_quality(
-            tiny_dataset[0],
-            "val",
-            model=pipe,
-            variants=names,
-            progress=False,
-            probes=(),
-            backend_options={"colour_anchor": "strong"},
-        )
-    with pytest.raises(TypeError, match="must be a mapping"):
-        evaluate_quality(
-            tiny_dataset[0],
-            "val",
-            model=pipe,
-            variants=names,
-            progress=False,
-            probes=(),
-            backend_options=[("colour_anchor", 1.0)],
-        )
     assert anchors == []  # refused before any backend was built
 
 
